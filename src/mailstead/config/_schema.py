@@ -1,0 +1,324 @@
+"""The configuration schema: one frozen dataclass per TOML section, one field per key.
+
+Every field is declared with ``setting(default, spec, doc)``: the default is written as it would
+appear in the TOML file (``"50M"``, ``"5m"``) and converted by the same spec the loader uses, so the
+documented default and the effective default cannot drift apart. ``docs/configuration.md`` and the
+file ``mailstead init`` writes are both generated from these declarations."""
+
+# RUF009: `setting()` and `section()` return dataclasses.Field objects, like `field()` does; no
+# default is computed once and shared.
+# ruff: noqa: RUF009
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailstead.config._values import (
+    Bool,
+    Choice,
+    Delimiter,
+    Duration,
+    Hostname,
+    Int,
+    ListenAddress,
+    ListenList,
+    PathSpec,
+    Size,
+    Spec,
+    Str,
+    TomlValue,
+    UserName,
+)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What the schema knows about one key, beyond its Python type."""
+
+    spec: Spec[Any]
+    doc: str
+    raw_default: TomlValue
+    # Shown instead of raw_default in the documentation (e.g. "set by `mailstead init`").
+    default_doc: str | None = None
+
+
+def setting(
+    default: TomlValue, spec: Spec[Any], doc: str, *, default_doc: str | None = None
+) -> Any:
+    """Declare one key: its default as written in TOML, how it is parsed, and its documentation."""
+    typed = spec.parse(default, "default")
+    info = Setting(spec=spec, doc=doc, raw_default=default, default_doc=default_doc)
+    return field(default=typed, metadata={"doc": doc, "setting": info})
+
+
+def setting_of(f: dataclasses.Field[Any]) -> Setting:
+    info = f.metadata["setting"]
+    assert isinstance(info, Setting)
+    return info
+
+
+def section(cls: type[Any], doc: str) -> Any:
+    """Declare one section of ``Config``."""
+    return field(default_factory=cls, metadata={"doc": doc, "section": True})
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    hostname: str = setting(
+        "",
+        Hostname(),
+        "The name this server announces: in the SMTP greeting and EHLO, in Received headers and "
+        "DSNs, and as the TLS certificate name. It should be the name your MX record points to, "
+        "and the reverse DNS of the server's public addresses. Required.",
+        default_doc="none, required (`mailstead init` writes this machine's name)",
+    )
+    data_dir: Path = setting(
+        ".",
+        PathSpec(relative_to="file"),
+        "Directory holding the mail store, the TLS files and other state. A relative path is "
+        "relative to the directory of this configuration file; other relative paths in this file "
+        "are relative to data_dir.",
+    )
+    user: str = setting(
+        "",
+        UserName(),
+        "System user (name or uid) to switch to after binding the listening sockets, when started "
+        'as root. "" keeps the current user.',
+    )
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    smtp: tuple[ListenAddress, ...] = setting(
+        [],
+        ListenList(),
+        "SMTP for mail from other servers (MX), usually port 25, with STARTTLS.",
+    )
+    submission: tuple[ListenAddress, ...] = setting(
+        [],
+        ListenList(),
+        "Message submission by your users' mail clients, usually port 587, with STARTTLS "
+        "(RFC 6409).",
+    )
+    submissions: tuple[ListenAddress, ...] = setting(
+        [],
+        ListenList(),
+        "Message submission over implicit TLS, usually port 465 (RFC 8314).",
+    )
+    imap: tuple[ListenAddress, ...] = setting(
+        [], ListenList(), "IMAP with STARTTLS, usually port 143."
+    )
+    imaps: tuple[ListenAddress, ...] = setting(
+        [], ListenList(), "IMAP over implicit TLS, usually port 993 (RFC 8314)."
+    )
+    pop3: tuple[ListenAddress, ...] = setting(
+        [], ListenList(), "POP3 with STLS, usually port 110."
+    )
+    pop3s: tuple[ListenAddress, ...] = setting(
+        [], ListenList(), "POP3 over implicit TLS, usually port 995 (RFC 8314)."
+    )
+    managesieve: tuple[ListenAddress, ...] = setting(
+        [],
+        ListenList(),
+        "ManageSieve (RFC 5804) for editing filters from mail clients, usually port 4190.",
+    )
+    http: tuple[ListenAddress, ...] = setting(
+        [],
+        ListenList(),
+        "Plain HTTP for the web interface: admin, webmail, autoconfig, MTA-STS policy and metrics."
+        "This listener does not speak TLS: keep it on loopback and put a TLS-terminating reverse "
+        "proxy in front of it for access from other machines.",
+    )
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    cert_file: Path = setting(
+        "tls/cert.pem",
+        PathSpec(),
+        "PEM certificate chain, server certificate first. Relative to server.data_dir.",
+    )
+    key_file: Path = setting(
+        "tls/key.pem",
+        PathSpec(),
+        "PEM private key of the certificate. Relative to server.data_dir. Keep it mode 0600.",
+    )
+    min_version: str = setting(
+        "TLSv1.2",
+        Choice(choices=("TLSv1.2", "TLSv1.3")),
+        "Oldest TLS version accepted, on every TLS listener and STARTTLS.",
+    )
+
+
+@dataclass(frozen=True)
+class SMTPConfig:
+    max_message_size: int = setting(
+        "50M",
+        Size(minimum=1024),
+        "Largest message accepted, announced in the EHLO SIZE keyword (RFC 1870). A message over "
+        "the limit is rejected with 552 as it streams, without being stored.",
+    )
+    max_recipients: int = setting(
+        100,
+        Int(minimum=1),
+        "Most RCPT TO accepted in one transaction; more get 452 4.5.3 (RFC 5321 §4.5.3.1.8: "
+        "servers must accept at least 100).",
+    )
+    max_line_length: int = setting(
+        32768,
+        Int(minimum=1000),
+        "Longest line of message data accepted, in octets including CRLF. RFC 5321 §4.5.3.1.6 "
+        "requires at least 1000; real mail often exceeds it, hence the larger default.",
+    )
+    max_commands: int = setting(
+        10000,
+        Int(minimum=1),
+        "Most commands accepted in one connection before it is closed.",
+    )
+    max_errors: int = setting(
+        20,
+        Int(minimum=1),
+        "Most error replies (bad commands, refused recipients, failed AUTH) in one connection "
+        "before it is closed with 421.",
+    )
+    idle_timeout: float = setting(
+        "5m",
+        Duration(),
+        "How long to wait for the client's next command (RFC 5321 §4.5.3.2.7: at least 5 minutes).",
+    )
+    data_timeout: float = setting(
+        "10m",
+        Duration(),
+        "How long to wait for the next chunk of message data during DATA or BDAT. Clients wait up "
+        "to 10 minutes for the reply to the final dot (RFC 5321 §4.5.3.2.6); be as patient.",
+    )
+    max_connections: int = setting(
+        1000, Int(minimum=1), "Most simultaneous SMTP connections, over all listeners."
+    )
+    max_connections_per_ip: int = setting(
+        20,
+        Int(minimum=1),
+        "Most simultaneous SMTP connections from one client address (IPv6: from one /64).",
+    )
+    banner: str = setting(
+        "ESMTP Mailstead",
+        Str(),
+        "Text after the host name in the 220 greeting. It must begin with ESMTP for old clients "
+        "to try EHLO.",
+    )
+    require_tls: bool = setting(
+        False,
+        Bool(),
+        "Refuse MAIL FROM on the smtp listeners until the client has started TLS. Keep false on "
+        "port 25: many servers still send without TLS (RFC 3207 §4). Submission always requires "
+        "TLS before AUTH.",
+    )
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    recipient_delimiter: str = setting(
+        "+",
+        Delimiter(),
+        'Characters that separate a local part from an extension: with "+", user+tag@example.com '
+        'is delivered to user@example.com. Several characters mean any of them; "" disables '
+        "sub-addressing.",
+    )
+    max_alias_depth: int = setting(
+        10,
+        Int(minimum=1, maximum=100),
+        "Most alias expansions followed for one recipient; deeper chains (or loops) are refused.",
+    )
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    backend: str = setting(
+        "sqlite", Choice(choices=("sqlite",)), "Storage backend for mailboxes, messages and queue."
+    )
+    path: Path = setting(
+        "mailstead.db",
+        PathSpec(),
+        "Database file of the sqlite backend. Relative to server.data_dir.",
+    )
+    compression_level: int = setting(
+        3,
+        Int(minimum=1, maximum=22),
+        "zstd level for stored message contents: 1 is fastest, 22 smallest.",
+    )
+    group_commit_max_batch: int = setting(
+        512,
+        Int(minimum=1),
+        "Most writes (deliveries, flag changes, ...) committed with one fsync.",
+    )
+    group_commit_max_delay: float = setting(
+        "0ms",
+        Duration(positive=False),
+        "How long a commit waits for more writes to join it. 0 commits as soon as the previous "
+        "commit has finished, with whatever queued meanwhile; a few ms can save fsyncs on slow "
+        "disks at the cost of latency.",
+    )
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = setting(
+        "info",
+        Choice(choices=("debug", "info", "warning", "error")),
+        "Least severe level written.",
+    )
+    format: str = setting(
+        "json",
+        Choice(choices=("json", "text")),
+        "json: one JSON object per line, for log collectors; text: for reading in a terminal.",
+    )
+    file: Path | None = setting(
+        "",
+        PathSpec(empty_is_none=True),
+        'Log file, relative to server.data_dir; "" writes to standard error.',
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """One immutable configuration snapshot. Reloading builds a new one."""
+
+    server: ServerConfig = section(ServerConfig, "The server itself.")
+    listen: ListenConfig = section(
+        ListenConfig,
+        'Listening sockets, one list per protocol, of "host:port" strings (IPv6 in brackets: '
+        '"[::]:25"). An empty list disables the service.',
+    )
+    tls: TLSConfig = section(TLSConfig, "Certificate and protocol versions for every TLS service.")
+    smtp: SMTPConfig = section(
+        SMTPConfig, "The SMTP server (smtp, submission and submissions listeners): limits."
+    )
+    delivery: DeliveryConfig = section(DeliveryConfig, "Local delivery: address resolution.")
+    storage: StorageConfig = section(StorageConfig, "Where and how mail is stored.")
+    log: LogConfig = section(LogConfig, "Logging.")
+    # Not TOML keys: where the snapshot was loaded from.
+    path: Path = Path("mailstead.toml")
+    base_dir: Path = Path(".")
+
+
+def section_fields() -> list[dataclasses.Field[Any]]:
+    """The fields of ``Config`` that are TOML sections, in file order."""
+    return [f for f in dataclasses.fields(Config) if f.metadata.get("section")]
+
+
+def section_class(f: dataclasses.Field[Any]) -> type[Any]:
+    factory = f.default_factory
+    assert isinstance(factory, type)
+    return factory
+
+
+def schema() -> list[tuple[str, str, list[tuple[str, dataclasses.Field[Any], Setting]]]]:
+    """(section name, section doc, [(key, field, setting)]) for every section, in file order."""
+    result = []
+    for sec in section_fields():
+        keys = [(f.name, f, setting_of(f)) for f in dataclasses.fields(section_class(sec))]
+        result.append((sec.name, str(sec.metadata["doc"]), keys))
+    return result
