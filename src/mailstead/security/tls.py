@@ -1,0 +1,144 @@
+"""TLS: server contexts with secure defaults, and self-signed certificates for first start and
+tests.
+
+Every TLS listener and STARTTLS use one ``server_context``; reloading the certificate means building
+a new context and using it for new connections.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import ssl
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import idna
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+TLS_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+
+# TLS 1.2 suites: forward secrecy and AEAD only (TLS 1.3 suites are all fine and set separately by
+# OpenSSL). Broad enough for the MTAs and clients in the field.
+_TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL:!MD5:!DSS"
+
+
+class TLSError(Exception):
+    """A certificate or key could not be loaded; the message names the files."""
+
+
+def server_context(
+    cert_path: Path, key_path: Path, min_version: str = "TLSv1.2"
+) -> ssl.SSLContext:
+    """A server-side context for ``cert_path`` (PEM chain, leaf first) and ``key_path``."""
+    if min_version not in TLS_VERSIONS:
+        raise ValueError(f"min_version must be one of {', '.join(TLS_VERSIONS)}: {min_version!r}")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = TLS_VERSIONS[min_version]
+    ctx.options |= (
+        ssl.OP_NO_COMPRESSION  # CRIME
+        | ssl.OP_CIPHER_SERVER_PREFERENCE
+        | ssl.OP_SINGLE_ECDH_USE
+        | ssl.OP_NO_RENEGOTIATION  # client-initiated renegotiation is a DoS lever
+    )
+    ctx.set_ciphers(_TLS12_CIPHERS)
+    try:
+        ctx.load_cert_chain(certfile=cert_path, keyfile=key_path)
+    except (OSError, ssl.SSLError) as exc:
+        raise TLSError(f"cannot load certificate {cert_path} with key {key_path}: {exc}") from exc
+    return ctx
+
+
+def _san_entry(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        # Certificates carry A-labels (RFC 5280 §7.2).
+        ascii_name = name if name.isascii() else idna.encode(name, uts46=True).decode("ascii")
+        return x509.DNSName(ascii_name.lower().rstrip("."))
+
+
+def generate_self_signed(
+    hostname: str,
+    cert_path: Path,
+    key_path: Path,
+    *,
+    days: int = 825,
+    extra_names: Sequence[str] = (),
+) -> None:
+    """Write a new EC P-256 key (mode 0600) and a self-signed certificate for ``hostname`` and
+    ``extra_names`` (host names or IP addresses, e.g. "localhost", "127.0.0.1", "::1"). Each file is
+    replaced atomically; the key is written first so the certificate never names a missing key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for name in (hostname, *extra_names):
+        entry = _san_entry(name)
+        if entry not in names:
+            names.append(entry)
+    # The CN is limited to 64 characters (RFC 5280 ub-common-name); clients check the SAN anyway.
+    common_name = hostname if len(hostname) <= 64 else "mailstead"
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    _write_atomically(key_path, key_pem, mode=0o600)
+    _write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+
+
+def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:
+    """Write ``data`` to a temporary file created with ``mode`` next to ``path``, fsync it, rename
+    it over ``path`` and fsync the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            # mkstemp creates 0600, so the key never exists with wider permissions.
+            os.fchmod(f.fileno(), mode)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
