@@ -1,0 +1,167 @@
+"""`mailstead init`: create a data directory with a complete, commented configuration file and a
+self-signed TLS certificate, and optionally the first mail domain."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shlex
+import socket
+import tempfile
+from pathlib import Path
+
+from mailstead.cli.common import CommandError, fail
+from mailstead.config import ConfigError, hostname_problem, load_config, render_config_file
+from mailstead.security.tls import generate_self_signed
+
+CONFIG_NAME = "mailstead.toml"
+DEFAULT_DATA = "./var"
+DIRECTORY_MODULE = "mailstead.cli.directory_cmd"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "init",
+        help="create a data directory with a configuration file and a TLS certificate",
+        description=f"Create DIR, write DIR/{CONFIG_NAME} (every key documented) and a "
+        "self-signed TLS certificate under DIR/tls/.",
+    )
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="development setup: listen on 127.0.0.1 only, on the standard ports + 10000 "
+        "(SMTP 10025, IMAP 10143, ...) and HTTP 8080; certificate also valid for localhost",
+    )
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        default=DEFAULT_DATA,
+        help=f"data directory to create; holds the configuration file (default: {DEFAULT_DATA})",
+    )
+    parser.add_argument("--domain", help="first mail domain to serve, e.g. example.com")
+    parser.add_argument(
+        "--hostname",
+        metavar="NAME",
+        help="name this server announces (default: mail.DOMAIN with --domain, else this "
+        "machine's fully qualified name)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help=f"overwrite an existing {CONFIG_NAME}"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _init(args)
+    except CommandError as exc:
+        return fail(str(exc), exc.status)
+
+
+def _init(args: argparse.Namespace) -> int:
+    domain: str | None = args.domain.strip().lower().rstrip(".") if args.domain else None
+    if domain is not None and (problem := hostname_problem(domain)):
+        raise CommandError(f"--domain: {problem}", status=2)
+    hostname = args.hostname or (f"mail.{domain}" if domain else socket.getfqdn())
+    if problem := hostname_problem(hostname):
+        hint = "" if args.hostname else "; pass --hostname NAME"
+        raise CommandError(f"host name: {problem}{hint}", status=2)
+
+    data_dir = Path(args.data)
+    config_file = data_dir / CONFIG_NAME
+    if config_file.exists() and not args.force:
+        raise CommandError(f"{config_file} exists; pass --force to overwrite it")
+    try:
+        data_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+        # data_dir "." in the file: the directory of the file itself, wherever it is moved.
+        text = render_config_file(dev=args.dev, hostname=hostname, data_dir=".")
+        _write_file(config_file, text.encode("utf-8"))
+    except OSError as exc:
+        raise CommandError(f"cannot write {config_file}: {exc.strerror or exc}") from None
+    try:
+        cfg = load_config(config_file)
+    except ConfigError as exc:  # a bug in the template, not a user error
+        raise CommandError(f"{config_file}: generated file is invalid: {exc}") from None
+    print(f"Wrote {config_file} ({'development' if args.dev else 'production'} settings)")
+
+    cert, key = cfg.tls.cert_file, cfg.tls.key_file
+    if cert.exists() and key.exists():
+        print(f"Kept the existing certificate {cert} and key {key}")
+    elif (cert.exists() or key.exists()) and not args.force:
+        present = cert if cert.exists() else key
+        raise CommandError(
+            f"{present} exists without its pair; remove it or pass --force to replace both"
+        )
+    else:
+        extra = ["localhost", "127.0.0.1", "::1"] if args.dev else []
+        try:
+            generate_self_signed(hostname, cert, key, extra_names=extra)
+        except OSError as exc:
+            raise CommandError(f"cannot write {cert}: {exc.strerror or exc}") from None
+        names = ", ".join([hostname, *extra])
+        print(f"Wrote a self-signed certificate for {names}: {cert} (key {key})")
+
+    status = 0
+    if domain is not None:
+        status = _add_domain(config_file, domain)
+
+    _print_next_steps(config_file, dev=args.dev)
+    return status
+
+
+def _add_domain(config_file: Path, domain: str) -> int:
+    # The directory commands live in their own module, which may not be part of this build.
+    try:
+        module = importlib.import_module(DIRECTORY_MODULE)
+        add_domain = module.add_domain_from_config
+    except (ModuleNotFoundError, AttributeError) as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name != DIRECTORY_MODULE:
+            raise
+        print(
+            f"Note: domain {domain} not added: this build has no directory commands yet; "
+            "add it later with the directory command"
+        )
+        return 0
+    try:
+        add_domain(config_file, domain)
+    except CommandError as exc:
+        return fail(f"domain {domain} not added: {exc}", exc.status)
+    print(f"Added domain {domain}")
+    return 0
+
+
+def _print_next_steps(config_file: Path, *, dev: bool) -> None:
+    quoted = shlex.quote(str(config_file))
+    lines = [
+        "",
+        "Next steps:",
+        f"  mailstead config check --config {quoted}",
+        f"  mailstead serve --config {quoted}",
+        f"  (or export MAILSTEAD_CONFIG={quoted} and leave out --config)",
+    ]
+    if dev:
+        lines.append("  SMTP on 127.0.0.1:10025, IMAP on 127.0.0.1:10143, HTTP on 127.0.0.1:8080")
+    else:
+        lines += [
+            "  Replace the self-signed certificate with one from a CA (e.g. ACME) at the paths "
+            "in [tls].",
+            "  Set server.user to drop root privileges after binding the ports.",
+            "  Publish MX, SPF, DKIM and DMARC records for your domains.",
+        ]
+    print("\n".join(lines))
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically (temporary file, fsync, rename), mode 0640."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o640)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
