@@ -201,7 +201,7 @@ class SMTPConfig:
     max_connections_per_ip: int = setting(
         20,
         Int(minimum=1),
-        "Most simultaneous SMTP connections from one client address (IPv6: from one /64).",
+        "Most simultaneous SMTP connections from one client address.",
     )
     banner: str = setting(
         "ESMTP Mailstead",

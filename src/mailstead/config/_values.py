@@ -165,7 +165,8 @@ def hostname_problem(name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Hostname(Spec[str]):
-    """A DNS host name. Empty is allowed here; the loader decides where a name is required."""
+    """A DNS host name, without a trailing dot. Empty is allowed here; the loader decides where a
+    name is required."""
 
     TYPE: ClassVar[str] = "string (host name)"
 
@@ -176,7 +177,7 @@ class Hostname(Spec[str]):
             problem = hostname_problem(value)
             if problem:
                 raise invalid(key, problem)
-        return value
+        return value.removesuffix(".")
 
 
 # --- sizes and durations -------------------------------------------------------------------------
