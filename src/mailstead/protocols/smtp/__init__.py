@@ -1,0 +1,54 @@
+"""Sans-IO SMTP (RFC 5321): the server core, the command/reply grammar and the reply catalogue.
+
+Pure: no asyncio, no sockets, no TLS, no clock. ``servers.smtp`` wires `ServerCore` to the network.
+"""
+
+from . import replies
+from .events import (
+    NEED_DATA,
+    PAUSED,
+    CloseConnection,
+    DataChunk,
+    Event,
+    Hello,
+    MailFrom,
+    MailParams,
+    MessageAborted,
+    MessageComplete,
+    Quit,
+    RcptParams,
+    RcptTo,
+    Reset,
+    StartTLS,
+)
+from .grammar import GrammarError
+from .replies import Reply, format_reply, parse_reply
+from .server import ProtocolError, ServerCore, ServerSettings
+from .state import State
+
+__all__ = [
+    "NEED_DATA",
+    "PAUSED",
+    "CloseConnection",
+    "DataChunk",
+    "Event",
+    "GrammarError",
+    "Hello",
+    "MailFrom",
+    "MailParams",
+    "MessageAborted",
+    "MessageComplete",
+    "ProtocolError",
+    "Quit",
+    "RcptParams",
+    "RcptTo",
+    "Reply",
+    "Reset",
+    "ServerCore",
+    "ServerSettings",
+    "StartTLS",
+    "State",
+    "format_reply",
+    "parse_reply",
+    "replies",
+]
