@@ -225,14 +225,14 @@ max_recipients = "abc"
 max_errors = true
 maxrecipients = 1
 [listen]
-smtp = ["0.0.0.0", "[::]:0"]
+smtp = ["0.0.0.0", "[::]:70000"]
 [nope]
 """
     assert problems(tmp_path, text) == [
         "nope: unknown section",
         "server.hostname: 'bad host' is not a valid host name",
         "listen.smtp[0]: '0.0.0.0' is not host:port (IPv6 as [::1]:25)",
-        "listen.smtp[1]: '[::]:0': port must be 1..65535",
+        "listen.smtp[1]: '[::]:70000': port must be 0..65535",
         "smtp.max_recipients: expected an integer, got 'abc'",
         "smtp.max_errors: expected an integer, got true",
         "smtp.maxrecipients: unknown key (did you mean 'max_recipients'?)",

@@ -28,6 +28,7 @@ from mailstead.config._values import (
         ("localhost:8080", ListenAddress("localhost", 8080)),
         ("mail.example.com:65535", ListenAddress("mail.example.com", 65535)),
         ("host:1", ListenAddress("host", 1)),
+        ("127.0.0.1:0", ListenAddress("127.0.0.1", 0)),
     ],
 )
 def test_listen_address_parses(text, expected):
@@ -46,8 +47,8 @@ def test_listen_address_parses(text, expected):
         ("[::1]", "'[::1]' is not host:port (IPv6 as [::1]:25)"),
         ("host:port", "'host:port' is not host:port (IPv6 as [::1]:25)"),
         ("host:123456", "'host:123456' is not host:port (IPv6 as [::1]:25)"),
-        ("host:0", "'host:0': port must be 1..65535"),
-        ("host:65536", "'host:65536': port must be 1..65535"),
+        ("host:65536", "'host:65536': port must be 0..65535"),
+        ("host:99999", "'host:99999': port must be 0..65535"),
         ("[1.2.3.4]:25", "'[1.2.3.4]:25': '1.2.3.4' is not an IPv6 address"),
         ("[::g]:25", "'[::g]:25': '::g' is not an IPv6 address"),
         ("300.1.1.1:25", "'300.1.1.1:25': '300.1.1.1' is not an IPv4 address"),

@@ -56,8 +56,10 @@ def _load(args: argparse.Namespace) -> tuple[Path, Config]:
         raise CommandError(f"{path}: {count} problem{'s' if count != 1 else ''}") from None
 
 
-def tls_problems(cfg: Config) -> list[str]:
-    """Problems with the certificate and key, when a listener that offers TLS is configured."""
+def tls_problems(cfg: Config) -> tuple[list[str], list[str]]:
+    """(problems, warnings) about the certificate and key, when a listener that offers TLS is
+    configured. Without both files the server runs without TLS (a warning); files that do not load
+    stop it from starting (a problem)."""
     listen = cfg.listen
     uses_tls = any(
         getattr(listen, name)
@@ -66,12 +68,16 @@ def tls_problems(cfg: Config) -> list[str]:
         )
     )
     if not uses_tls:
-        return []
+        return [], []
+    cert, key = cfg.tls.cert_file, cfg.tls.key_file
+    if not (cert.exists() and key.exists()):
+        missing = " and ".join(str(p) for p in (cert, key) if not p.exists())
+        return [], [f"tls.cert_file: {missing} not found: TLS (STARTTLS, imaps, ...) unavailable"]
     try:
-        server_context(cfg.tls.cert_file, cfg.tls.key_file, cfg.tls.min_version)
+        server_context(cert, key, cfg.tls.min_version)
     except TLSError as exc:
-        return [f"tls.cert_file: {exc}"]
-    return []
+        return [f"tls.cert_file: {exc}"], []
+    return [], []
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -79,7 +85,9 @@ def run_check(args: argparse.Namespace) -> int:
         path, cfg = _load(args)
     except CommandError as exc:
         return fail(str(exc), exc.status)
-    problems = tls_problems(cfg)
+    problems, warnings = tls_problems(cfg)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if problems:
         for problem in problems:
             print(problem, file=sys.stderr)

@@ -290,7 +290,7 @@ class Config:
     listen: ListenConfig = section(
         ListenConfig,
         'Listening sockets, one list per protocol, of "host:port" strings (IPv6 in brackets: '
-        '"[::]:25"). An empty list disables the service.',
+        '"[::]:25"). An empty list disables the service; port 0 picks a free port (for tests).',
     )
     tls: TLSConfig = section(TLSConfig, "Certificate and protocol versions for every TLS service.")
     smtp: SMTPConfig = section(
