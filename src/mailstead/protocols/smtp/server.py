@@ -312,8 +312,7 @@ class ServerCore:
         if nl == -1:
             if len(buf) - pos >= limit:  # RFC 5321 §4.5.3.1.4; the rest is discarded as it streams
                 self._mode = _Mode.LONG_LINE
-                buf.clear()
-                self._pos = 0
+                self._pos = pos + limit  # searched already: no LF there
                 return True
             return False
         crlf = nl > pos and buf[nl - 1] == 0x0D
