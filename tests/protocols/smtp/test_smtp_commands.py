@@ -392,7 +392,7 @@ def test_eof_during_data_aborts_message():
         eof=True,
     )
     assert events[-2:] == [
-        MessageAborted("connection closed"),
+        MessageAborted("*"),  # see transcript.comparable
         CloseConnection("eof"),
     ]
 

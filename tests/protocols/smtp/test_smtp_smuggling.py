@@ -72,7 +72,7 @@ def test_bare_cr_variant_refuses_the_message(variant):
     out, events = _send(variant)
     assert [e for e in events if isinstance(e, MailFrom)] == [MailFrom("a@attacker.example")]
     assert not [e for e in events if isinstance(e, MessageComplete)]
-    assert MessageAborted("Bare CR not allowed") in events
+    assert MessageAborted("*") in events  # see transcript.comparable
     assert out.endswith(
         b"354 End data with <CR><LF>.<CR><LF>\r\n554 5.6.0 Bare CR not allowed\r\n221 2.0.0 Bye\r\n"
     )

@@ -126,10 +126,15 @@ def merged(events: list[Event]) -> list[Event]:
 
 def comparable(events: list[Event]) -> list[Event]:
     """What must not depend on how the bytes were split: the merged events, except that the
-    content streamed before a MessageAborted is arbitrary (the shell discards it anyway)."""
+    content streamed before a MessageAborted is arbitrary (the shell discards it anyway), and so
+    is the abort's reason when several problems were found (the final reply is not)."""
     events = merged(events)
     if any(isinstance(e, MessageAborted) for e in events):
-        return [e for e in events if not isinstance(e, DataChunk)]
+        return [
+            MessageAborted("*") if isinstance(e, MessageAborted) else e
+            for e in events
+            if not isinstance(e, DataChunk)
+        ]
     return events
 
 

@@ -45,48 +45,54 @@ _UNSTUFF: Final = re.compile(rb"\n\.(?!\r\n)")  # RFC 5321 §4.5.2, a lone "." l
 _END: Final = b"\r\n.\r\n"
 
 
+# When several problems occur the reply does not depend on how the bytes arrived: the one listed
+# first wins. Past the size limit nothing else is checked.
+_PRIORITY: Final = (replies.MESSAGE_TOO_BIG, replies.BARE_CR, replies.DATA_LINE_TOO_LONG)
+
+
 class _ContentFilter:
     """Bare CR detection, bare LF normalisation, size and line-length accounting."""
 
-    __slots__ = ("_line_len", "max_line", "max_size", "refusal", "size")
+    __slots__ = ("_line_len", "_problems", "max_line", "max_size", "refusal", "size", "too_big")
 
     def __init__(self, max_size: int, max_line: int) -> None:
         self.max_size = max_size
         self.max_line = max_line
         self.size = 0
         self._line_len = 0  # octets of the current, unfinished line
-        self.refusal: Reply | None = None
+        self._problems: set[Reply] = set()
+        self.refusal: Reply | None = None  # the reply refusing the message, None while acceptable
+        self.too_big = False
 
     def refuse(self, reply: Reply) -> None:
-        if self.refusal is None:
-            self.refusal = reply
+        self._problems.add(reply)
+        self.too_big = self.too_big or reply is replies.MESSAGE_TOO_BIG
+        self.refusal = next(r for r in _PRIORITY if r in self._problems)
 
-    def _normalise(self, region: bytes) -> bytes | None:
+    def _normalise(self, region: bytes) -> bytes:
         """``region`` never ends with a CR whose LF may follow (the caller holds it back)."""
         ncr = region.count(b"\r")
         ncrlf = region.count(b"\r\n") if ncr else 0
         if ncr != ncrlf:
             self.refuse(replies.BARE_CR)
-            return None
         if region.count(b"\n") != ncrlf:
             region = _BARE_LF.sub(b"\r\n", region)
         return region
 
-    def _account(self, out: bytes) -> bool:
-        """Count ``out`` (normalised: every LF follows a CR); False when a limit is passed."""
+    def _account(self, out: bytes) -> None:
+        """Count ``out`` (normalised: every LF follows a CR unless a bare CR was found)."""
         n = len(out)
         self.size += n
         if self.size > self.max_size:
             self.refuse(replies.MESSAGE_TOO_BIG)
-            return False
+            return
         last = out.rfind(b"\n")
         if self._line_len + n > self.max_line:  # some line may be too long: look closer
             if last == -1:
                 self._line_len += n
                 if self._line_len > self.max_line:
                     self.refuse(replies.DATA_LINE_TOO_LONG)
-                    return False
-                return True
+                return
             first = out.find(b"\n")
             longest = self._line_len + first - 1
             if first != last:
@@ -94,13 +100,11 @@ class _ContentFilter:
             tail = n - last - 1
             if longest > self.max_line or tail > self.max_line:
                 self.refuse(replies.DATA_LINE_TOO_LONG)
-                return False
             self._line_len = tail
         elif last == -1:
             self._line_len += n
         else:
             self._line_len = n - last - 1
-        return True
 
 
 class DataReceiver(_ContentFilter):
@@ -152,18 +156,15 @@ class DataReceiver(_ContentFilter):
         bol = self._bol
         self._bol = region[-1:] == b"\n"
         self._after_crlf = region[-2:] == b"\r\n"
-        if self.refusal is not None:
+        if self.too_big:
             return b""
         out = self._normalise(region)
-        if out is None:
-            return b""
         if bol and out[:1] == b"." and out[:3] != b".\r\n":
             out = out[1:]
         if b"\n." in out:
             out = _UNSTUFF.sub(b"\n", out)
-        if not self._account(out):
-            return b""
-        return out
+        self._account(out)
+        return b"" if self.refusal is not None else out
 
 
 class BdatReceiver(_ContentFilter):
@@ -184,7 +185,7 @@ class BdatReceiver(_ContentFilter):
     def start_chunk(self, size: int, last: bool) -> None:
         self.remaining = size
         self.last = last
-        if self.refusal is None and self.size + len(self._tail) + size > self.max_size:
+        if not self.too_big and self.size + len(self._tail) + size > self.max_size:
             self.refuse(replies.MESSAGE_TOO_BIG)  # RFC 1870: refused before reading, read anyway
 
     def feed(self, data: bytes) -> tuple[bytes, int, bool]:
@@ -192,7 +193,7 @@ class BdatReceiver(_ContentFilter):
         take = min(self.remaining, len(data))
         self.remaining -= take
         done = self.remaining == 0
-        if self.refusal is not None or not take:
+        if self.too_big or not take:
             return b"", take, done
         piece = data[:take] if take < len(data) else data
         raw = self._tail + piece if self._tail else piece
@@ -204,9 +205,8 @@ class BdatReceiver(_ContentFilter):
         if not raw:
             return b"", take, done
         out = self._normalise(raw)
-        if out is None or not self._account(out):
-            return b"", take, done
-        return out, take, done
+        self._account(out)
+        return (b"" if self.refusal is not None else out), take, done
 
     def finish(self) -> None:
         """After the LAST chunk: a CR still waiting for its LF is a bare CR."""
