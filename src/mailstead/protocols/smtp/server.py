@@ -125,7 +125,8 @@ class ServerCore:
         self._spooling = False  # content may have reached the shell and is not yet complete/aborted
         self._data: DataReceiver | None = None
         self._bdat: BdatReceiver | None = None
-        self._skip = 0
+        self._skip = 0  # payload octets of a refused BDAT still to discard
+        self._bdat_chunk = 0  # size of the BDAT chunk being read, for its 250 reply
         self._wire: dict[Reply, bytes] = {}
         self._ehlo_reply: Reply | None = None
 
@@ -568,8 +569,6 @@ class ServerCore:
         self._spooling = True
         self._mode = _Mode.DATA
         self._send(replies.START_DATA)
-
-    _bdat_chunk = 0
 
     def _cmd_bdat(self, arg: str, verdict: Rule | Reply) -> None:
         try:
