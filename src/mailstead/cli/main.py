@@ -11,6 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from mailstead.cli.common import CommandError, fail
+
 # Command-group modules, in the order `mailstead --help` lists them.
 COMMAND_MODULES = (
     "mailstead.cli.init_cmd",
@@ -49,7 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    status: int = func(args)
+    try:
+        status: int = func(args)
+    except CommandError as exc:
+        return fail(str(exc), exc.status)
+    except KeyboardInterrupt:
+        return 130
     return status
 
 

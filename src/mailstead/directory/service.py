@@ -1,0 +1,330 @@
+"""The directory: who lives here. Domains, accounts, aliases, catch-alls and plus-addressing.
+
+Addresses are normalised once, here: the domain to its lower-case Unicode form (IDNA A-labels are
+decoded), the local part to a case-folded lookup key (the local part as first written is kept for
+display). Resolution follows Postfix's virtual alias semantics: an alias wins over an account of
+the same name, expansion is recursive (bounded), a loop back to an address already expanded ends
+that branch there, ``user+tag`` falls back to ``user``, and the catch-all (``@domain``) is tried
+last.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+from mailstead.directory.passwords import hash_password, verify_password
+from mailstead.message.addresses import (
+    AddressError,
+    normalize_domain,
+    normalize_localpart,
+    split_address,
+)
+from mailstead.store import Account, AccountRole, Alias, Domain, Store, StoreError, StoreErrorCode
+
+CATCH_ALL_KEY = ""
+
+
+class RecipientStatus(enum.Enum):
+    """The verdict for one RCPT TO address."""
+
+    LOCAL = "local"  # deliver to ``accounts`` (and forward to ``remote``)
+    UNKNOWN = "unknown"  # local domain, nobody by that name
+    NOT_LOCAL = "not_local"  # not one of our domains: relaying is refused
+    DISABLED = "disabled"  # the account exists but is disabled
+    LOOP = "loop"  # alias expansion loops or is too deep
+    INVALID = "invalid"  # not a usable address
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Where mail for one address goes."""
+
+    status: RecipientStatus
+    accounts: tuple[Account, ...] = ()
+    remote: tuple[str, ...] = ()
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedAddress:
+    """An address split and normalised for lookups."""
+
+    localpart: str  # as written (quotes removed)
+    local_key: str  # case-folded lookup key ('' for a catch-all source)
+    domain: str  # lower-case U-label
+
+    @property
+    def address(self) -> str:
+        return f"{self.localpart}@{self.domain}"
+
+
+class DirectoryError(Exception):
+    """A user-facing directory failure (bad address, unknown domain...)."""
+
+
+_QUOTED = re.compile(r'^"((?:[^"\\]|\\.)*)"$', re.S)
+
+
+def normalize_address(address: str, *, allow_catch_all: bool = False) -> NormalizedAddress:
+    """Split and normalise ``local@domain`` (or ``@domain`` when ``allow_catch_all``)."""
+    address = address.strip()
+    if allow_catch_all and address.startswith("@"):
+        try:
+            return NormalizedAddress("", CATCH_ALL_KEY, normalize_domain(address[1:]))
+        except AddressError as exc:
+            raise DirectoryError(f"bad domain in {address!r}: {exc}") from None
+    try:
+        local, domain = split_address(address)
+        domain = normalize_domain(domain)
+    except AddressError as exc:
+        raise DirectoryError(f"bad address {address!r}: {exc}") from None
+    quoted = _QUOTED.match(local)
+    if quoted:
+        local = re.sub(r"\\(.)", r"\1", quoted.group(1))
+    if not local:
+        raise DirectoryError(f"bad address {address!r}: empty local part")
+    return NormalizedAddress(local, normalize_localpart(local), domain)
+
+
+@dataclass(slots=True)
+class _Expansion:
+    accounts: dict[int, Account] = field(default_factory=dict)
+    remote: list[str] = field(default_factory=list)
+    disabled: bool = False
+
+
+class _LoopError(Exception):
+    pass
+
+
+class Directory:
+    """Directory operations over a :class:`Store`."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        recipient_delimiter: str = "+",
+        max_alias_depth: int = 10,
+        postmaster_domain: str | None = None,
+    ) -> None:
+        self.store = store
+        self.recipient_delimiter = recipient_delimiter
+        self.max_alias_depth = max_alias_depth
+        self.postmaster_domain = postmaster_domain
+
+    # -- administration ----------------------------------------------------------------------
+    async def add_domain(self, name: str) -> Domain:
+        return await self.store.add_domain(_domain(name))
+
+    async def remove_domain(self, name: str) -> None:
+        await self.store.remove_domain(_domain(name))
+
+    async def list_domains(self) -> list[Domain]:
+        return await self.store.list_domains()
+
+    async def add_account(
+        self,
+        address: str,
+        password: str,
+        *,
+        quota: int = 0,
+        role: AccountRole = AccountRole.USER,
+    ) -> Account:
+        addr = normalize_address(address)
+        if not password:
+            raise DirectoryError("the password must not be empty")
+        existing_alias = await self.store.get_alias_targets(addr.domain, addr.local_key)
+        if existing_alias:
+            raise DirectoryError(f"{addr.address} is already an alias")
+        return await self.store.add_account(
+            addr.domain, addr.localpart, addr.local_key, hash_password(password),
+            quota=quota, role=role,
+        )  # fmt: skip
+
+    async def get_account(self, address: str) -> Account | None:
+        addr = normalize_address(address)
+        return await self.store.get_account(addr.domain, addr.local_key)
+
+    async def require_account(self, address: str) -> Account:
+        account = await self.get_account(address)
+        if account is None:
+            raise DirectoryError(f"no account {address}")
+        return account
+
+    async def remove_account(self, address: str) -> None:
+        addr = normalize_address(address)
+        await self.store.remove_account(addr.domain, addr.local_key)
+
+    async def list_accounts(self, domain: str | None = None) -> list[Account]:
+        return await self.store.list_accounts(_domain(domain) if domain else None)
+
+    async def set_password(self, address: str, password: str) -> None:
+        if not password:
+            raise DirectoryError("the password must not be empty")
+        account = await self.require_account(address)
+        await self.store.update_account(account.id, password_hash=hash_password(password))
+
+    async def set_quota(self, address: str, quota: int) -> None:
+        account = await self.require_account(address)
+        await self.store.update_account(account.id, quota=quota)
+
+    async def set_enabled(self, address: str, enabled: bool) -> None:
+        account = await self.require_account(address)
+        await self.store.update_account(account.id, enabled=enabled)
+
+    async def authenticate(self, address: str, password: str) -> Account | None:
+        """The enabled account whose password this is, else None."""
+        try:
+            account = await self.get_account(address)
+        except DirectoryError:
+            return None
+        if account is None or not account.enabled:
+            return None
+        return account if verify_password(account.password_hash, password) else None
+
+    async def add_alias(self, source: str, target: str) -> Alias:
+        src = normalize_address(source, allow_catch_all=True)
+        if await self.store.get_domain(src.domain) is None:
+            raise DirectoryError(f"{src.domain} is not a local domain (add it first)")
+        if src.local_key != CATCH_ALL_KEY and await self.store.get_account(
+            src.domain, src.local_key
+        ):
+            raise DirectoryError(f"{src.address} is an account; an alias cannot shadow it")
+        dst = normalize_address(target)
+        await self.store.add_alias(src.domain, src.local_key, src.localpart, dst.address)
+        return Alias(f"{src.localpart}@{src.domain}", dst.address)
+
+    async def remove_alias(self, source: str, target: str | None = None) -> int:
+        src = normalize_address(source, allow_catch_all=True)
+        dst = normalize_address(target).address if target else None
+        return await self.store.remove_alias(src.domain, src.local_key, dst)
+
+    async def list_aliases(self, domain: str | None = None) -> list[Alias]:
+        return await self.store.list_aliases(_domain(domain) if domain else None)
+
+    # -- recipient resolution ----------------------------------------------------------------
+    async def is_local_domain(self, domain: str) -> bool:
+        try:
+            return await self.store.get_domain(normalize_domain(domain)) is not None
+        except AddressError:
+            return False
+
+    async def resolve(self, address: str) -> Resolution:
+        """Where mail to ``address`` goes (RCPT TO time)."""
+        if address.lower() == "postmaster" and self.postmaster_domain:
+            # RFC 5321 §4.5.1: "postmaster" without a domain must be accepted.
+            address = f"postmaster@{self.postmaster_domain}"
+        if "@" in address and address.rsplit("@", 1)[1].startswith("["):
+            return Resolution(RecipientStatus.NOT_LOCAL, detail="address literal")
+        try:
+            addr = normalize_address(address)
+        except DirectoryError as exc:
+            return Resolution(RecipientStatus.INVALID, detail=str(exc))
+        if await self.store.get_domain(addr.domain) is None:
+            return Resolution(RecipientStatus.NOT_LOCAL)
+        found = _Expansion()
+        try:
+            matched = await self._expand(addr.domain, addr.local_key, 0, set(), found, True)
+        except _LoopError as exc:
+            return Resolution(RecipientStatus.LOOP, detail=str(exc))
+        if found.accounts or found.remote:
+            return Resolution(
+                RecipientStatus.LOCAL, tuple(found.accounts.values()), tuple(found.remote)
+            )
+        if found.disabled:
+            return Resolution(RecipientStatus.DISABLED)
+        if matched:  # an alias whose every branch looped back
+            return Resolution(RecipientStatus.LOOP, detail="alias expands to nothing")
+        return Resolution(RecipientStatus.UNKNOWN)
+
+    async def _expand(
+        self,
+        domain: str,
+        local_key: str,
+        depth: int,
+        seen: set[tuple[str, str]],
+        found: _Expansion,
+        top: bool,
+    ) -> bool:
+        """Add where ``local_key@domain`` goes to ``found``; False if nothing matched."""
+        if depth > self.max_alias_depth:
+            raise _LoopError(f"alias expansion deeper than {self.max_alias_depth}")
+        key = (domain, local_key)
+        if key in seen:
+            # Postfix: an alias that names itself (directly or not) delivers to the account
+            # of that name if there is one, and otherwise that branch ends.
+            account = await self.store.get_account(domain, local_key)
+            if account is not None:
+                self._add_account(found, account)
+            return True
+        seen.add(key)
+        candidates = [local_key]
+        base = self._base_key(local_key)
+        if base is not None:
+            candidates.append(base)
+        for candidate in candidates:
+            targets = await self.store.get_alias_targets(domain, candidate)
+            if targets:
+                await self._expand_targets(targets, depth, seen, found)
+                return True
+            account = await self.store.get_account(domain, candidate)
+            if account is not None:
+                self._add_account(found, account)
+                return True
+        if top:
+            targets = await self.store.get_alias_targets(domain, CATCH_ALL_KEY)
+            if targets:
+                await self._expand_targets(targets, depth, seen, found)
+                return True
+        return False
+
+    async def _expand_targets(
+        self, targets: list[str], depth: int, seen: set[tuple[str, str]], found: _Expansion
+    ) -> None:
+        for target in targets:
+            addr = normalize_address(target)
+            if await self.store.get_domain(addr.domain) is None:
+                if addr.address not in found.remote:
+                    found.remote.append(addr.address)
+                continue
+            await self._expand(addr.domain, addr.local_key, depth + 1, seen, found, False)
+
+    @staticmethod
+    def _add_account(found: _Expansion, account: Account) -> None:
+        if account.enabled:
+            found.accounts.setdefault(account.id, account)
+        else:
+            found.disabled = True
+
+    def _base_key(self, local_key: str) -> str | None:
+        """``alice+tag`` → ``alice`` (the first of any delimiter characters splits)."""
+        if not self.recipient_delimiter:
+            return None
+        positions = [local_key.find(c) for c in self.recipient_delimiter if c in local_key]
+        if not positions:
+            return None
+        cut = min(positions)
+        return local_key[:cut] if cut > 0 else None
+
+
+def _domain(name: str) -> str:
+    try:
+        return normalize_domain(name.strip())
+    except AddressError as exc:
+        raise DirectoryError(f"bad domain {name!r}: {exc}") from None
+
+
+__all__ = [
+    "CATCH_ALL_KEY",
+    "Directory",
+    "DirectoryError",
+    "NormalizedAddress",
+    "RecipientStatus",
+    "Resolution",
+    "StoreError",
+    "StoreErrorCode",
+    "normalize_address",
+]

@@ -1,0 +1,186 @@
+"""The running server: opens the store, starts every configured service, handles signals.
+
+SIGTERM/SIGINT: stop gracefully (in-flight SMTP transactions finish, new connections get 421).
+SIGHUP: reload the configuration file; an invalid file keeps the running snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailstead.config import Config, ConfigError, load_config
+from mailstead.delivery import LocalDelivery
+from mailstead.directory import Directory
+from mailstead.observability.log import log_event, setup_logging
+from mailstead.protocols.smtp import ServerSettings
+from mailstead.security.tls import server_context
+from mailstead.servers.smtp import SMTPLimits, SMTPService, SMTPServiceState
+from mailstead.store import Store, open_sqlite
+
+log = logging.getLogger("mailstead.server")
+
+SHUTDOWN_GRACE = 30.0  # seconds in-flight transactions get to finish
+
+
+def open_store(config: Config) -> Store:
+    """The configured storage backend (not yet opened)."""
+    storage = config.storage
+    return open_sqlite(
+        storage.path,
+        compression_level=storage.compression_level,
+        group_commit_max_batch=storage.group_commit_max_batch,
+        group_commit_max_delay=storage.group_commit_max_delay,
+    )
+
+
+def make_directory(config: Config, store: Store) -> Directory:
+    hostname = config.server.hostname
+    parent = hostname.split(".", 1)[1] if hostname.count(".") >= 2 else hostname
+    return Directory(
+        store,
+        recipient_delimiter=config.delivery.recipient_delimiter,
+        max_alias_depth=config.delivery.max_alias_depth,
+        postmaster_domain=parent,
+    )
+
+
+def smtp_settings(config: Config, *, tls_available: bool) -> ServerSettings:
+    smtp = config.smtp
+    return ServerSettings(
+        hostname=config.server.hostname,
+        banner=smtp.banner,
+        max_message_size=smtp.max_message_size,
+        max_recipients=smtp.max_recipients,
+        max_data_line=smtp.max_line_length,
+        max_commands=smtp.max_commands,
+        max_errors=smtp.max_errors,
+        starttls=tls_available,
+        require_tls_for_mail=smtp.require_tls and tls_available,
+    )
+
+
+def smtp_limits(config: Config) -> SMTPLimits:
+    smtp = config.smtp
+    return SMTPLimits(
+        idle_timeout=smtp.idle_timeout,
+        data_timeout=smtp.data_timeout,
+        max_connections=smtp.max_connections,
+        max_connections_per_ip=smtp.max_connections_per_ip,
+    )
+
+
+def load_tls(config: Config) -> ssl.SSLContext | None:
+    cert, key = config.tls.cert_file, config.tls.key_file
+    if not (cert.exists() and key.exists()):
+        log_event(log, "tls.unavailable", logging.WARNING, cert=str(cert), key=str(key))
+        return None
+    return server_context(cert, key, min_version=config.tls.min_version)
+
+
+@dataclass(slots=True)
+class BoundAddresses:
+    """Where each service actually listens (port 0 in the config picks a free port)."""
+
+    smtp: list[tuple[str, int]]
+
+
+class MailServer:
+    """Every service of one Mailstead process."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store = open_store(config)
+        self.directory = make_directory(config, self.store)
+        self.delivery = LocalDelivery(self.store)
+        self.tls_context = load_tls(config)
+        self.smtp_state = SMTPServiceState(
+            settings=smtp_settings(config, tls_available=self.tls_context is not None),
+            limits=smtp_limits(config),
+            tls_context=self.tls_context,
+            directory=self.directory,
+            delivery=self.delivery,
+            spool_dir=config.server.data_dir / "spool",
+        )
+        self.smtp = SMTPService(self.smtp_state)
+        self.bound: BoundAddresses | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> BoundAddresses:
+        await self.store.open()
+        smtp = await self.smtp.start([(a.host, a.port) for a in self.config.listen.smtp])
+        self.bound = BoundAddresses(smtp=smtp)
+        log_event(log, "server.started", hostname=self.config.server.hostname, smtp=smtp)
+        return self.bound
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
+        log_event(log, "server.stopping")
+        await self.smtp.shutdown(grace)
+        await self.store.close()
+        log_event(log, "server.stopped")
+        self._stopped.set()
+
+    def reload(self) -> bool:
+        """Re-read the configuration file; keep the running one if the new one is invalid."""
+        try:
+            new = load_config(self.config.path)
+        except ConfigError as exc:
+            log_event(log, "config.reload_failed", logging.ERROR, problems=exc.problems)
+            return False
+        if new.listen != self.config.listen or new.storage != self.config.storage:
+            log_event(
+                log,
+                "config.restart_needed",
+                logging.WARNING,
+                detail="listen and storage changes take effect at the next start",
+            )
+        setup_logging(new.log.level, new.log.format, new.log.file)
+        tls = load_tls(new)
+        self.tls_context = tls
+        self.smtp_state.tls_context = tls
+        self.smtp_state.settings = smtp_settings(new, tls_available=tls is not None)
+        self.smtp_state.limits = smtp_limits(new)
+        self.directory.recipient_delimiter = new.delivery.recipient_delimiter
+        self.directory.max_alias_depth = new.delivery.max_alias_depth
+        self.config = new
+        log_event(log, "config.reloaded", path=str(new.path))
+        return True
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+async def serve(config: Config, *, ready: Callable[[BoundAddresses], None] | None = None) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads."""
+    server = MailServer(config)
+    bound = await server.start()
+    if ready is not None:
+        ready(bound)
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop_requested.set)
+    loop.add_signal_handler(signal.SIGINT, stop_requested.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload)
+    try:
+        await stop_requested.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await server.stop()
+
+
+def run(config_path: Path, *, ready: Callable[[BoundAddresses], None] | None = None) -> None:
+    """Load the configuration and serve (with uvloop when it is installed)."""
+    config = load_config(config_path)
+    setup_logging(config.log.level, config.log.format, config.log.file)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(config, ready=ready))
+    else:
+        uvloop.run(serve(config, ready=ready))

@@ -1,0 +1,212 @@
+"""The one storage API every protocol uses; backends (SQLite now, PostgreSQL later) implement it.
+
+Protocols never see SQL: they call these coroutines and catch :class:`StoreError`. Names given to
+the store are already normalised by the directory (domain as a lower-case U-label, local parts as
+written plus a case-folded lookup key).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mailstead.store.errors import StoreError, StoreErrorCode
+
+__all__ = [
+    "DEFAULT_MAILBOXES",
+    "Account",
+    "AccountRole",
+    "Alias",
+    "DeliveryOutcome",
+    "DeliveryRequest",
+    "DeliveryTarget",
+    "Domain",
+    "MailboxInfo",
+    "MessageInfo",
+    "Store",
+    "StoreError",
+    "StoreErrorCode",
+]
+
+# RFC 6154 special-use mailboxes created for every new account, as (name, special-use).
+DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
+    ("INBOX", None),
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Junk", "\\Junk"),
+    ("Trash", "\\Trash"),
+    ("Archive", "\\Archive"),
+)
+
+
+class AccountRole(enum.Enum):
+    """What an account may administer."""
+
+    USER = "user"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """A domain this server receives mail for (name is the lower-case U-label)."""
+
+    id: int
+    name: str
+    created: int
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A mailbox owner. ``address`` is ``localpart@domain`` as created."""
+
+    id: int
+    domain: str
+    localpart: str
+    password_hash: str
+    quota: int  # bytes; 0 means unlimited
+    used: int  # bytes currently stored
+    role: AccountRole
+    enabled: bool
+    created: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.localpart}@{self.domain}"
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    """``source`` (``local@domain``, or ``@domain`` for the catch-all) delivers to ``target``."""
+
+    source: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxInfo:
+    """A mailbox and the counters IMAP STATUS/SELECT need."""
+
+    id: int
+    account_id: int
+    name: str
+    special_use: str | None
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    subscribed: bool
+    messages: int
+    unseen: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageInfo:
+    """One message in one mailbox (the bytes are fetched separately by ``blob_id``)."""
+
+    mailbox_id: int
+    uid: int
+    modseq: int
+    flags: frozenset[str]
+    internal_date: int  # Unix seconds
+    size: int
+    blob_id: int
+    subject: str
+    from_: str
+    to: str
+    date: int | None  # the Date header as Unix seconds, when it parses
+    message_id: str | None
+    structure: bytes  # JSON of mailstead.message.ParsedMessage (envelope + MIME tree)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTarget:
+    """Put the message in ``mailbox`` (a name; INBOX by default) of ``account_id``."""
+
+    account_id: int
+    mailbox: str = "INBOX"
+    flags: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRequest:
+    """One message for one or more mailboxes, stored once (content-addressed).
+
+    ``envelope`` is what the SMTP transaction said (MAIL FROM, RCPT TO, DSN parameters); it is
+    kept with each message row as JSON-able data.
+    """
+
+    raw: bytes
+    targets: Sequence[DeliveryTarget]
+    internal_date: int
+    envelope: dict[str, object] = field(default_factory=dict)
+    # Refuse the whole request if any target fails quota (SMTP has one reply for DATA).
+    all_or_nothing: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """Per target (same order as the request): the new UID, or the error that prevented it."""
+
+    uids: tuple[int | None, ...]
+    errors: tuple[StoreError | None, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(e is None for e in self.errors)
+
+
+class Store(Protocol):
+    """Storage for the directory and the mailboxes. All methods are coroutines; writes are durable
+    (fsync'd, group-committed) when they return."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    # -- directory ---------------------------------------------------------------------------
+    async def add_domain(self, name: str) -> Domain: ...
+    async def remove_domain(self, name: str) -> None: ...
+    async def get_domain(self, name: str) -> Domain | None: ...
+    async def list_domains(self) -> list[Domain]: ...
+
+    async def add_account(
+        self,
+        domain: str,
+        localpart: str,
+        local_key: str,
+        password_hash: str,
+        *,
+        quota: int = 0,
+        role: AccountRole = AccountRole.USER,
+    ) -> Account: ...
+    async def remove_account(self, domain: str, local_key: str) -> None: ...
+    async def get_account(self, domain: str, local_key: str) -> Account | None: ...
+    async def get_account_by_id(self, account_id: int) -> Account | None: ...
+    async def list_accounts(self, domain: str | None = None) -> list[Account]: ...
+    async def update_account(
+        self,
+        account_id: int,
+        *,
+        password_hash: str | None = None,
+        quota: int | None = None,
+        enabled: bool | None = None,
+        role: AccountRole | None = None,
+    ) -> None: ...
+
+    async def add_alias(self, domain: str, local_key: str, localpart: str, target: str) -> None: ...
+    async def remove_alias(self, domain: str, local_key: str, target: str | None = None) -> int: ...
+    async def get_alias_targets(self, domain: str, local_key: str) -> list[str]: ...
+    async def list_aliases(self, domain: str | None = None) -> list[Alias]: ...
+
+    # -- mailboxes and messages --------------------------------------------------------------
+    async def list_mailboxes(self, account_id: int) -> list[MailboxInfo]: ...
+    async def get_mailbox(self, account_id: int, name: str) -> MailboxInfo | None: ...
+    async def create_mailbox(
+        self, account_id: int, name: str, special_use: str | None = None
+    ) -> MailboxInfo: ...
+    async def list_messages(self, mailbox_id: int) -> list[MessageInfo]: ...
+    async def get_message(self, mailbox_id: int, uid: int) -> MessageInfo | None: ...
+    async def read_blob(self, blob_id: int) -> bytes: ...
+    async def deliver(self, request: DeliveryRequest) -> DeliveryOutcome: ...
+    async def check_integrity(self) -> list[str]: ...

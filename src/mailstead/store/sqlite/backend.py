@@ -1,0 +1,745 @@
+"""The embedded backend: one SQLite database in WAL mode holding metadata and zstd blobs.
+
+Blobs live in the same database as the metadata so that a batch of deliveries costs one fsync
+(the WAL at COMMIT), whatever the number of messages and recipients in it (docs/decisions.md).
+Writes go through the group-commit writer thread; reads run on a small pool of reader threads,
+each with its own connection (WAL readers never block the writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import zstandard
+
+from mailstead.message import ParsedMessage, parse_message, to_json
+from mailstead.store.api import (
+    DEFAULT_MAILBOXES,
+    Account,
+    AccountRole,
+    Alias,
+    DeliveryOutcome,
+    DeliveryRequest,
+    Domain,
+    MailboxInfo,
+    MessageInfo,
+)
+from mailstead.store.errors import StoreError, StoreErrorCode
+from mailstead.store.sqlite.schema import migrate
+from mailstead.store.sqlite.writer import GroupCommitWriter
+
+T = TypeVar("T")
+
+CODEC_RAW = 0
+CODEC_ZSTD = 1
+
+_ACCOUNT_COLUMNS = (
+    "a.id, d.name, a.localpart, a.password_hash, a.quota, a.used, a.role, a.enabled, a.created"
+)
+_MAILBOX_COLUMNS = (
+    "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq, subscribed,"
+    " messages, unseen, size"
+)
+_MESSAGE_COLUMNS = (
+    "mailbox_id, uid, modseq, flags, internal_date, size, blob_id, subject, from_, to_, date,"
+    " message_id, structure"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A message made ready for storage off the event loop: digest, compressed bytes, summary."""
+
+    digest: bytes
+    size: int
+    codec: int
+    data: bytes
+    structure: bytes
+    subject: str
+    from_: str
+    to: str
+    date: int | None
+    message_id: str | None
+
+
+class SQLiteStore:
+    """:class:`mailstead.store.api.Store` on SQLite (WAL, synchronous=FULL)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        compression_level: int = 3,
+        group_commit_max_batch: int = 512,
+        group_commit_max_delay: float = 0.0,
+        readers: int = 2,
+    ) -> None:
+        self.path = Path(path)
+        self._compression_level = compression_level
+        self._writer = GroupCommitWriter(
+            self._connect,
+            max_batch=group_commit_max_batch,
+            max_delay=group_commit_max_delay,
+        )
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="store-reader")
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._opened = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: the WAL is fsync'd at every COMMIT, so a committed delivery survives power loss.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA busy_timeout = 30000")
+        return conn
+
+    def open_sync(self) -> None:
+        """Create or migrate the database and start the writer (callable without a loop)."""
+        if self._opened:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        try:
+            migrate(conn)
+        finally:
+            conn.close()
+        self._writer.start()
+        self._opened = True
+
+    async def open(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._readers, self.open_sync)
+
+    def close_sync(self) -> None:
+        if not self._opened:
+            return
+        self._writer.stop()
+        self._readers.shutdown(wait=True)
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+        self._opened = False
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.close_sync)
+
+    @property
+    def commit_count(self) -> int:
+        """COMMITs (WAL fsyncs) so far: the group-commit benchmark divides jobs by this."""
+        return self._writer.commits
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        result: T = await self._writer.submit(fn)
+        return result
+
+    # -- directory ---------------------------------------------------------------------------
+    async def add_domain(self, name: str) -> Domain:
+        now = int(time.time())
+
+        def job(conn: sqlite3.Connection) -> Domain:
+            try:
+                cur = conn.execute("INSERT INTO domains(name, created) VALUES (?, ?)", (name, now))
+            except sqlite3.IntegrityError:
+                raise StoreError(StoreErrorCode.ALREADYEXISTS, f"domain {name} exists") from None
+            assert cur.lastrowid is not None
+            return Domain(cur.lastrowid, name, now)
+
+        return await self._write(job)
+
+    async def remove_domain(self, name: str) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            domain_id = _domain_id(conn, name)
+            (accounts,) = conn.execute(
+                "SELECT count(*) FROM accounts WHERE domain_id = ?", (domain_id,)
+            ).fetchone()
+            if accounts:
+                raise StoreError(
+                    StoreErrorCode.INUSE, f"domain {name} still has {accounts} account(s)"
+                )
+            conn.execute("DELETE FROM aliases WHERE domain_id = ?", (domain_id,))
+            conn.execute("DELETE FROM domains WHERE id = ?", (domain_id,))
+
+        await self._write(job)
+
+    async def get_domain(self, name: str) -> Domain | None:
+        def job(conn: sqlite3.Connection) -> Domain | None:
+            row = conn.execute(
+                "SELECT id, name, created FROM domains WHERE name = ?", (name,)
+            ).fetchone()
+            return Domain(*row) if row else None
+
+        return await self._read(job)
+
+    async def list_domains(self) -> list[Domain]:
+        def job(conn: sqlite3.Connection) -> list[Domain]:
+            rows = conn.execute("SELECT id, name, created FROM domains ORDER BY name")
+            return [Domain(*row) for row in rows]
+
+        return await self._read(job)
+
+    async def add_account(
+        self,
+        domain: str,
+        localpart: str,
+        local_key: str,
+        password_hash: str,
+        *,
+        quota: int = 0,
+        role: AccountRole = AccountRole.USER,
+    ) -> Account:
+        now = int(time.time())
+
+        def job(conn: sqlite3.Connection) -> Account:
+            domain_id = _domain_id(conn, domain)
+            try:
+                cur = conn.execute(
+                    "INSERT INTO accounts(domain_id, localpart, local_key, password_hash, quota,"
+                    " role, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (domain_id, localpart, local_key, password_hash, quota, role.value, now),
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(
+                    StoreErrorCode.ALREADYEXISTS, f"account {localpart}@{domain} exists"
+                ) from None
+            account_id = cur.lastrowid
+            assert account_id is not None
+            for name, special_use in DEFAULT_MAILBOXES:
+                _insert_mailbox(conn, account_id, name, special_use)
+            return Account(
+                account_id, domain, localpart, password_hash, quota, 0, role, True, now
+            )
+
+        return await self._write(job)
+
+    async def remove_account(self, domain: str, local_key: str) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            account_id = _account_id(conn, domain, local_key)
+            mailbox_ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM mailboxes WHERE account_id = ?", (account_id,)
+                )
+            ]
+            for mailbox_id in mailbox_ids:
+                _drop_messages(conn, mailbox_id)
+                conn.execute("DELETE FROM expunged WHERE mailbox_id = ?", (mailbox_id,))
+            conn.execute("DELETE FROM mailboxes WHERE account_id = ?", (account_id,))
+            conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
+
+        await self._write(job)
+
+    async def get_account(self, domain: str, local_key: str) -> Account | None:
+        def job(conn: sqlite3.Connection) -> Account | None:
+            row = conn.execute(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a JOIN domains d ON d.id = a.domain_id"
+                " WHERE d.name = ? AND a.local_key = ?",
+                (domain, local_key),
+            ).fetchone()
+            return _account(row) if row else None
+
+        return await self._read(job)
+
+    async def get_account_by_id(self, account_id: int) -> Account | None:
+        def job(conn: sqlite3.Connection) -> Account | None:
+            row = conn.execute(
+                f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a JOIN domains d ON d.id = a.domain_id"
+                " WHERE a.id = ?",
+                (account_id,),
+            ).fetchone()
+            return _account(row) if row else None
+
+        return await self._read(job)
+
+    async def list_accounts(self, domain: str | None = None) -> list[Account]:
+        def job(conn: sqlite3.Connection) -> list[Account]:
+            sql = f"SELECT {_ACCOUNT_COLUMNS} FROM accounts a JOIN domains d ON d.id = a.domain_id"
+            params: tuple[Any, ...] = ()
+            if domain is not None:
+                sql += " WHERE d.name = ?"
+                params = (domain,)
+            sql += " ORDER BY d.name, a.local_key"
+            return [_account(row) for row in conn.execute(sql, params)]
+
+        return await self._read(job)
+
+    async def update_account(
+        self,
+        account_id: int,
+        *,
+        password_hash: str | None = None,
+        quota: int | None = None,
+        enabled: bool | None = None,
+        role: AccountRole | None = None,
+    ) -> None:
+        changes: dict[str, Any] = {}
+        if password_hash is not None:
+            changes["password_hash"] = password_hash
+        if quota is not None:
+            changes["quota"] = quota
+        if enabled is not None:
+            changes["enabled"] = int(enabled)
+        if role is not None:
+            changes["role"] = role.value
+        if not changes:
+            return
+
+        def job(conn: sqlite3.Connection) -> None:
+            assignments = ", ".join(f"{column} = ?" for column in changes)
+            cur = conn.execute(
+                f"UPDATE accounts SET {assignments} WHERE id = ?", (*changes.values(), account_id)
+            )
+            if cur.rowcount == 0:
+                raise StoreError(StoreErrorCode.NONEXISTENT, f"no account {account_id}")
+
+        await self._write(job)
+
+    async def add_alias(self, domain: str, local_key: str, localpart: str, target: str) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            domain_id = _domain_id(conn, domain)
+            try:
+                conn.execute(
+                    "INSERT INTO aliases(domain_id, local_key, localpart, target)"
+                    " VALUES (?, ?, ?, ?)",
+                    (domain_id, local_key, localpart, target),
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(
+                    StoreErrorCode.ALREADYEXISTS, f"alias {localpart}@{domain} -> {target} exists"
+                ) from None
+
+        await self._write(job)
+
+    async def remove_alias(self, domain: str, local_key: str, target: str | None = None) -> int:
+        def job(conn: sqlite3.Connection) -> int:
+            domain_id = _domain_id(conn, domain)
+            if target is None:
+                cur = conn.execute(
+                    "DELETE FROM aliases WHERE domain_id = ? AND local_key = ?",
+                    (domain_id, local_key),
+                )
+            else:
+                cur = conn.execute(
+                    "DELETE FROM aliases WHERE domain_id = ? AND local_key = ? AND target = ?",
+                    (domain_id, local_key, target),
+                )
+            if cur.rowcount == 0:
+                raise StoreError(StoreErrorCode.NONEXISTENT, "no such alias")
+            return cur.rowcount
+
+        return await self._write(job)
+
+    async def get_alias_targets(self, domain: str, local_key: str) -> list[str]:
+        def job(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT target FROM aliases a JOIN domains d ON d.id = a.domain_id"
+                " WHERE d.name = ? AND a.local_key = ? ORDER BY a.id",
+                (domain, local_key),
+            )
+            return [row[0] for row in rows]
+
+        return await self._read(job)
+
+    async def list_aliases(self, domain: str | None = None) -> list[Alias]:
+        def job(conn: sqlite3.Connection) -> list[Alias]:
+            sql = (
+                "SELECT a.localpart, d.name, a.target FROM aliases a"
+                " JOIN domains d ON d.id = a.domain_id"
+            )
+            params: tuple[Any, ...] = ()
+            if domain is not None:
+                sql += " WHERE d.name = ?"
+                params = (domain,)
+            sql += " ORDER BY d.name, a.local_key, a.id"
+            rows = conn.execute(sql, params)
+            return [Alias(f"{local}@{dom}", target) for local, dom, target in rows]
+
+        return await self._read(job)
+
+    # -- mailboxes and messages --------------------------------------------------------------
+    async def list_mailboxes(self, account_id: int) -> list[MailboxInfo]:
+        def job(conn: sqlite3.Connection) -> list[MailboxInfo]:
+            rows = conn.execute(
+                f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = ?"
+                " ORDER BY name != 'INBOX', name",
+                (account_id,),
+            )
+            return [_mailbox(row) for row in rows]
+
+        return await self._read(job)
+
+    async def get_mailbox(self, account_id: int, name: str) -> MailboxInfo | None:
+        def job(conn: sqlite3.Connection) -> MailboxInfo | None:
+            row = conn.execute(
+                f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = ? AND name = ?",
+                (account_id, _mailbox_name(name)),
+            ).fetchone()
+            return _mailbox(row) if row else None
+
+        return await self._read(job)
+
+    async def create_mailbox(
+        self, account_id: int, name: str, special_use: str | None = None
+    ) -> MailboxInfo:
+        def job(conn: sqlite3.Connection) -> MailboxInfo:
+            mailbox_id = _insert_mailbox(conn, account_id, _mailbox_name(name), special_use)
+            row = conn.execute(
+                f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?", (mailbox_id,)
+            ).fetchone()
+            return _mailbox(row)
+
+        return await self._write(job)
+
+    async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
+        def job(conn: sqlite3.Connection) -> list[MessageInfo]:
+            rows = conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? ORDER BY uid",
+                (mailbox_id,),
+            )
+            return [_message(row) for row in rows]
+
+        return await self._read(job)
+
+    async def get_message(self, mailbox_id: int, uid: int) -> MessageInfo | None:
+        def job(conn: sqlite3.Connection) -> MessageInfo | None:
+            row = conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ? AND uid = ?",
+                (mailbox_id, uid),
+            ).fetchone()
+            return _message(row) if row else None
+
+        return await self._read(job)
+
+    async def read_blob(self, blob_id: int) -> bytes:
+        def job(conn: sqlite3.Connection) -> bytes:
+            row = conn.execute("SELECT codec, data FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+            if row is None:
+                raise StoreError(StoreErrorCode.NONEXISTENT, f"no blob {blob_id}")
+            return decode_blob(row[0], row[1])
+
+        return await self._read(job)
+
+    async def deliver(self, request: DeliveryRequest) -> DeliveryOutcome:
+        if not request.targets:
+            return DeliveryOutcome((), ())
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(self._readers, self._prepare, request.raw)
+        envelope = json.dumps(request.envelope, separators=(",", ":"), ensure_ascii=False)
+        return await self._write(lambda conn: _deliver(conn, request, prepared, envelope))
+
+    def _prepare(self, raw: bytes) -> _Prepared:
+        """CPU work done outside the event loop and outside the writer: parse, hash, compress."""
+        parsed = parse_message(raw)
+        compressor = getattr(self._local, "zstd", None)
+        if compressor is None:
+            compressor = zstandard.ZstdCompressor(level=self._compression_level)
+            self._local.zstd = compressor
+        compressed = compressor.compress(raw)
+        codec, data = (CODEC_ZSTD, compressed) if len(compressed) < len(raw) else (CODEC_RAW, raw)
+        return _Prepared(
+            digest=hashlib.sha256(raw).digest(),
+            size=len(raw),
+            codec=codec,
+            data=data,
+            structure=to_json(parsed),
+            **_summary(parsed),
+        )
+
+    async def check_integrity(self) -> list[str]:
+        return await self._read(_check_integrity)
+
+
+# -- helpers run inside reader or writer threads ---------------------------------------------
+
+
+def _domain_id(conn: sqlite3.Connection, name: str) -> int:
+    row = conn.execute("SELECT id FROM domains WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise StoreError(StoreErrorCode.NONEXISTENT, f"no domain {name}")
+    domain_id: int = row[0]
+    return domain_id
+
+
+def _account_id(conn: sqlite3.Connection, domain: str, local_key: str) -> int:
+    row = conn.execute(
+        "SELECT a.id FROM accounts a JOIN domains d ON d.id = a.domain_id"
+        " WHERE d.name = ? AND a.local_key = ?",
+        (domain, local_key),
+    ).fetchone()
+    if row is None:
+        raise StoreError(StoreErrorCode.NONEXISTENT, f"no account {local_key}@{domain}")
+    account_id: int = row[0]
+    return account_id
+
+
+def _mailbox_name(name: str) -> str:
+    # RFC 9051 §5.1: INBOX is case-insensitive; every other name is case-sensitive.
+    return "INBOX" if name.upper() == "INBOX" else name
+
+
+def _next_uidvalidity(conn: sqlite3.Connection) -> int:
+    """Strictly increasing across the database, so a re-created name never reuses a value."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'last_uidvalidity'").fetchone()
+    last = int(row[0]) if row else 0
+    value = max(int(time.time()) & 0xFFFFFFFF, last + 1)
+    conn.execute(
+        "INSERT INTO meta(key, value) VALUES ('last_uidvalidity', ?)"
+        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (str(value),),
+    )
+    return value
+
+
+def _insert_mailbox(
+    conn: sqlite3.Connection, account_id: int, name: str, special_use: str | None
+) -> int:
+    if not name or len(name) > 1000:
+        raise StoreError(StoreErrorCode.INVALID, "bad mailbox name")
+    try:
+        cur = conn.execute(
+            "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity)"
+            " VALUES (?, ?, ?, ?)",
+            (account_id, name, special_use, _next_uidvalidity(conn)),
+        )
+    except sqlite3.IntegrityError:
+        raise StoreError(StoreErrorCode.ALREADYEXISTS, f"mailbox {name} exists") from None
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def _drop_messages(conn: sqlite3.Connection, mailbox_id: int) -> None:
+    """Delete a mailbox's messages and release their blobs."""
+    rows = conn.execute(
+        "SELECT blob_id, count(*) FROM messages WHERE mailbox_id = ? GROUP BY blob_id",
+        (mailbox_id,),
+    ).fetchall()
+    conn.execute("DELETE FROM messages WHERE mailbox_id = ?", (mailbox_id,))
+    for blob_id, count in rows:
+        conn.execute("UPDATE blobs SET refs = refs - ? WHERE id = ?", (count, blob_id))
+    conn.execute("DELETE FROM blobs WHERE refs <= 0")
+
+
+def _deliver(
+    conn: sqlite3.Connection, request: DeliveryRequest, prepared: _Prepared, envelope: str
+) -> DeliveryOutcome:
+    size = prepared.size
+    errors: list[StoreError | None] = []
+    mailboxes: list[tuple[int, int] | None] = []  # (mailbox_id, account_id)
+    extra_usage: dict[int, int] = {}
+    for target in request.targets:
+        account = conn.execute(
+            "SELECT quota, used FROM accounts WHERE id = ?", (target.account_id,)
+        ).fetchone()
+        if account is None:
+            errors.append(StoreError(StoreErrorCode.NONEXISTENT, "no such account"))
+            mailboxes.append(None)
+            continue
+        quota, used = account
+        used += extra_usage.get(target.account_id, 0)
+        if quota and size > quota:
+            errors.append(StoreError(StoreErrorCode.TOOBIG, "message larger than the quota"))
+            mailboxes.append(None)
+            continue
+        if quota and used + size > quota:
+            errors.append(StoreError(StoreErrorCode.OVERQUOTA, "mailbox full"))
+            mailboxes.append(None)
+            continue
+        row = conn.execute(
+            "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?",
+            (target.account_id, _mailbox_name(target.mailbox)),
+        ).fetchone()
+        if row is None:
+            errors.append(StoreError(StoreErrorCode.NONEXISTENT, f"no mailbox {target.mailbox}"))
+            mailboxes.append(None)
+            continue
+        errors.append(None)
+        mailboxes.append((row[0], target.account_id))
+        extra_usage[target.account_id] = extra_usage.get(target.account_id, 0) + size
+
+    if request.all_or_nothing and any(errors):
+        return DeliveryOutcome(tuple(None for _ in errors), tuple(errors))
+
+    wanted = sum(1 for m in mailboxes if m is not None)
+    if wanted == 0:
+        return DeliveryOutcome(tuple(None for _ in errors), tuple(errors))
+
+    row = conn.execute("SELECT id FROM blobs WHERE digest = ?", (prepared.digest,)).fetchone()
+    if row is None:
+        cur = conn.execute(
+            "INSERT INTO blobs(digest, size, codec, data, refs) VALUES (?, ?, ?, ?, ?)",
+            (prepared.digest, size, prepared.codec, prepared.data, wanted),
+        )
+        assert cur.lastrowid is not None
+        blob_id = cur.lastrowid
+    else:
+        blob_id = row[0]
+        conn.execute("UPDATE blobs SET refs = refs + ? WHERE id = ?", (wanted, blob_id))
+
+    uids: list[int | None] = []
+    for target, where in zip(request.targets, mailboxes, strict=True):
+        if where is None:
+            uids.append(None)
+            continue
+        mailbox_id, account_id = where
+        uid, modseq = conn.execute(
+            "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1,"
+            " messages = messages + 1, unseen = unseen + ?, size = size + ?"
+            " WHERE id = ? RETURNING uidnext - 1, highestmodseq",
+            (0 if "\\Seen" in target.flags else 1, size, mailbox_id),
+        ).fetchone()
+        conn.execute(
+            f"INSERT INTO messages({_MESSAGE_COLUMNS}, envelope)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                mailbox_id,
+                uid,
+                modseq,
+                " ".join(sorted(target.flags)),
+                request.internal_date,
+                size,
+                blob_id,
+                prepared.subject,
+                prepared.from_,
+                prepared.to,
+                prepared.date,
+                prepared.message_id,
+                prepared.structure,
+                envelope,
+            ),
+        )
+        conn.execute("UPDATE accounts SET used = used + ? WHERE id = ?", (size, account_id))
+        uids.append(uid)
+    return DeliveryOutcome(tuple(uids), tuple(errors))
+
+
+def _summary(parsed: ParsedMessage) -> dict[str, Any]:
+    date = parsed.date
+    return {
+        "subject": parsed.subject,
+        "from_": _address_text(parsed.envelope.from_),
+        "to": _address_text(parsed.envelope.to),
+        "date": int(date.timestamp()) if date is not None else None,
+        "message_id": parsed.message_id,
+    }
+
+
+def _address_text(addresses: Iterable[Any]) -> str:
+    """``Name <local@domain>, ...`` for listings (groups are flattened)."""
+    parts = []
+    for address in addresses:
+        local = getattr(address, "local", None)
+        if not local:
+            continue
+        domain = getattr(address, "domain", None)
+        mailbox = f"{local}@{domain}" if domain else local
+        name = getattr(address, "name", None)
+        parts.append(f"{name} <{mailbox}>" if name else mailbox)
+    return ", ".join(parts)
+
+
+def decode_blob(codec: int, data: bytes) -> bytes:
+    if codec == CODEC_RAW:
+        return bytes(data)
+    if codec == CODEC_ZSTD:
+        decoded: bytes = zstandard.ZstdDecompressor().decompress(data)
+        return decoded
+    raise StoreError(StoreErrorCode.UNAVAILABLE, f"unknown blob codec {codec}")
+
+
+def _account(row: tuple[Any, ...]) -> Account:
+    account_id, domain, localpart, password_hash, quota, used, role, enabled, created = row
+    return Account(
+        account_id,
+        domain,
+        localpart,
+        password_hash,
+        quota,
+        used,
+        AccountRole(role),
+        bool(enabled),
+        created,
+    )
+
+
+def _mailbox(row: tuple[Any, ...]) -> MailboxInfo:
+    (mid, account_id, name, special_use, uidvalidity, uidnext, modseq, subscribed, count,
+     unseen, size) = row  # fmt: skip
+    return MailboxInfo(
+        mid, account_id, name, special_use, uidvalidity, uidnext, modseq, bool(subscribed),
+        count, unseen, size,
+    )  # fmt: skip
+
+
+def _message(row: tuple[Any, ...]) -> MessageInfo:
+    (mailbox_id, uid, modseq, flags, internal_date, size, blob_id, subject, from_, to, date,
+     message_id, structure) = row  # fmt: skip
+    return MessageInfo(
+        mailbox_id, uid, modseq, frozenset(flags.split()), internal_date, size, blob_id,
+        subject, from_, to, date, message_id, bytes(structure),
+    )  # fmt: skip
+
+
+def _check_integrity(conn: sqlite3.Connection) -> list[str]:
+    """Cross-checks a crash must never break: SQLite's own check, blob refs, counters, quotas."""
+    problems = [row[0] for row in conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
+    for blob_id, refs, actual in conn.execute(
+        "SELECT b.id, b.refs, (SELECT count(*) FROM messages m WHERE m.blob_id = b.id)"
+        " FROM blobs b"
+    ):
+        if refs != actual:
+            problems.append(f"blob {blob_id}: refs {refs} but {actual} message(s)")
+    for (missing,) in conn.execute(
+        "SELECT count(*) FROM messages m LEFT JOIN blobs b ON b.id = m.blob_id WHERE b.id IS NULL"
+    ):
+        if missing:
+            problems.append(f"{missing} message(s) without a blob")
+    for mid, name, count, size, uidnext, modseq, real_count, real_size, max_uid, max_modseq in (
+        conn.execute(
+            "SELECT x.id, x.name, x.messages, x.size, x.uidnext, x.highestmodseq,"
+            " count(m.uid), coalesce(sum(m.size), 0), coalesce(max(m.uid), 0),"
+            " coalesce(max(m.modseq), 0)"
+            " FROM mailboxes x LEFT JOIN messages m ON m.mailbox_id = x.id GROUP BY x.id"
+        )
+    ):
+        if count != real_count or size != real_size:
+            problems.append(
+                f"mailbox {mid} {name}: counters {count}/{size} but {real_count}/{real_size}"
+            )
+        if max_uid >= uidnext or max_modseq > modseq:
+            problems.append(f"mailbox {mid} {name}: uidnext/highestmodseq behind its messages")
+    for account_id, used, real in conn.execute(
+        "SELECT a.id, a.used, coalesce((SELECT sum(x.size) FROM mailboxes x"
+        " WHERE x.account_id = a.id), 0) FROM accounts a"
+    ):
+        if used != real:
+            problems.append(f"account {account_id}: used {used} but mailboxes hold {real}")
+    return problems

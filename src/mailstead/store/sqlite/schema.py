@@ -1,0 +1,121 @@
+"""SQLite schema, as an ordered list of migrations (``PRAGMA user_version`` counts them)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+# Each entry moves the schema from version i to i+1. Never edit one that has shipped: append.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: directory, mailboxes, messages, content-addressed blobs
+    """
+    CREATE TABLE meta(
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE domains(
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE accounts(
+        id INTEGER PRIMARY KEY,
+        domain_id INTEGER NOT NULL REFERENCES domains(id),
+        localpart TEXT NOT NULL,
+        local_key TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        quota INTEGER NOT NULL DEFAULT 0,
+        used INTEGER NOT NULL DEFAULT 0,
+        role TEXT NOT NULL DEFAULT 'user',
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created INTEGER NOT NULL,
+        UNIQUE(domain_id, local_key)
+    );
+    CREATE TABLE aliases(
+        id INTEGER PRIMARY KEY,
+        domain_id INTEGER NOT NULL REFERENCES domains(id),
+        local_key TEXT NOT NULL,          -- '' is the domain's catch-all
+        localpart TEXT NOT NULL,
+        target TEXT NOT NULL,
+        UNIQUE(domain_id, local_key, target)
+    );
+    CREATE TABLE mailboxes(
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        name TEXT NOT NULL,
+        special_use TEXT,
+        uidvalidity INTEGER NOT NULL,
+        uidnext INTEGER NOT NULL DEFAULT 1,
+        highestmodseq INTEGER NOT NULL DEFAULT 1,
+        subscribed INTEGER NOT NULL DEFAULT 1,
+        messages INTEGER NOT NULL DEFAULT 0,
+        unseen INTEGER NOT NULL DEFAULT 0,
+        size INTEGER NOT NULL DEFAULT 0,
+        UNIQUE(account_id, name)
+    );
+    CREATE TABLE blobs(
+        id INTEGER PRIMARY KEY,
+        digest BLOB NOT NULL UNIQUE,      -- SHA-256 of the uncompressed bytes
+        size INTEGER NOT NULL,            -- uncompressed
+        codec INTEGER NOT NULL,           -- 0 raw, 1 zstd
+        data BLOB NOT NULL,
+        refs INTEGER NOT NULL
+    );
+    CREATE TABLE messages(
+        mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id),
+        uid INTEGER NOT NULL,
+        modseq INTEGER NOT NULL,
+        blob_id INTEGER NOT NULL REFERENCES blobs(id),
+        size INTEGER NOT NULL,
+        internal_date INTEGER NOT NULL,
+        flags TEXT NOT NULL DEFAULT '',   -- space-separated, sorted
+        subject TEXT NOT NULL DEFAULT '',
+        from_ TEXT NOT NULL DEFAULT '',
+        to_ TEXT NOT NULL DEFAULT '',
+        date INTEGER,
+        message_id TEXT,
+        structure BLOB NOT NULL,
+        envelope TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY(mailbox_id, uid)
+    ) WITHOUT ROWID;
+    CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
+    CREATE INDEX messages_blob ON messages(blob_id);
+    CREATE TABLE expunged(
+        mailbox_id INTEGER NOT NULL,
+        uid INTEGER NOT NULL,
+        modseq INTEGER NOT NULL,
+        PRIMARY KEY(mailbox_id, uid)
+    ) WITHOUT ROWID;
+    """,
+)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; returns the resulting version."""
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {version} is newer than this Mailstead ({len(MIGRATIONS)})"
+        )
+    for index in range(version, len(MIGRATIONS)):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[index]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {index + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)
+
+
+def _statements(script: str) -> list[str]:
+    parts, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            parts.append(current.strip())
+            current = ""
+    if current.strip():
+        raise ValueError(f"incomplete SQL statement: {current.strip()[:60]}")
+    return parts
