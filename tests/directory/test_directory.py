@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from mailstead.directory import Directory, DirectoryError, RecipientStatus, verify_password
-from mailstead.store import open_sqlite
+from mailstead.directory.service import _LookupCache
+from mailstead.store import AddressRecords, open_sqlite
 
 
 def run(coro):
@@ -172,5 +173,29 @@ def test_postmaster_without_domain(directory_factory):
         async with directory_factory(postmaster_domain="example.org") as d:
             await d.add_alias("postmaster@example.org", "alice@example.org")
             assert addresses(await d.resolve("Postmaster")) == ["alice@example.org"]
+
+    run(body())
+
+
+def test_lookup_cache_is_invalidated_by_changes_and_bounded(directory_factory):
+    async def body():
+        async with directory_factory(cache_ttl=60) as d:
+            assert (await d.resolve("dora@example.org")).status is RecipientStatus.UNKNOWN
+            await d.add_account("dora@example.org", "pw")  # through the same directory
+            assert addresses(await d.resolve("dora@example.org")) == ["dora@example.org"]
+            await d.set_enabled("dora@example.org", False)
+            assert (await d.resolve("dora@example.org")).status is RecipientStatus.DISABLED
+            # another process's change (the CLI) is not seen until the entry expires
+            await d.store.update_account((await d.get_account("dora@example.org")).id, enabled=True)
+            assert (await d.resolve("dora@example.org")).status is RecipientStatus.DISABLED
+            d._cache.ttl = 0  # expiry, without waiting for it
+            d._cache.clear()
+            assert (await d.resolve("dora@example.org")).status is RecipientStatus.LOCAL
+        cache = _LookupCache(ttl=60, size=3)
+        for n in range(5):
+            cache.put(("d", (str(n),)), AddressRecords(True, {}, {}))
+        assert [cache.get(("d", (str(n),))) is not None for n in range(5)] == [
+            False, False, True, True, True,
+        ]  # fmt: skip
 
     run(body())

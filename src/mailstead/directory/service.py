@@ -11,8 +11,13 @@ last.
 from __future__ import annotations
 
 import enum
+import functools
 import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from mailstead.directory.passwords import hash_password, verify_password
 from mailstead.message.addresses import (
@@ -21,9 +26,20 @@ from mailstead.message.addresses import (
     normalize_localpart,
     split_address,
 )
-from mailstead.store import Account, AccountRole, Alias, Domain, Store, StoreError, StoreErrorCode
+from mailstead.store import (
+    Account,
+    AccountRole,
+    AddressRecords,
+    Alias,
+    Domain,
+    Store,
+    StoreError,
+    StoreErrorCode,
+)
 
 CATCH_ALL_KEY = ""
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class RecipientStatus(enum.Enum):
@@ -99,6 +115,56 @@ class _LoopError(Exception):
     pass
 
 
+class _LookupCache:
+    """Recent address lookups, for ``ttl`` seconds, at most ``size`` of them (oldest dropped).
+
+    RCPT bursts ask for the same few addresses again and again; changes made by another process
+    (the CLI) are seen within ``ttl``. Quota figures read from here are only a first check: the
+    delivery itself checks the quota again inside its transaction.
+    """
+
+    def __init__(self, ttl: float, size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._entries: OrderedDict[tuple[str, tuple[str, ...]], tuple[float, AddressRecords]] = (
+            OrderedDict()
+        )
+
+    def get(self, key: tuple[str, tuple[str, ...]]) -> AddressRecords | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            del self._entries[key]
+            return None
+        return entry[1]
+
+    def put(self, key: tuple[str, tuple[str, ...]], records: AddressRecords) -> None:
+        if self.ttl <= 0:
+            return
+        self._entries[key] = (time.monotonic() + self.ttl, records)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def _invalidates_cache(
+    method: Callable[Concatenate[Directory, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[Directory, P], Coroutine[Any, Any, R]]:
+    """Forget cached lookups once ``method`` has changed the directory."""
+
+    async def wrapper(directory: Directory, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(directory, *args, **kwargs)
+        finally:
+            directory._cache.clear()
+
+    return functools.update_wrapper(wrapper, method)
+
+
 class Directory:
     """Directory operations over a :class:`Store`."""
 
@@ -109,22 +175,39 @@ class Directory:
         recipient_delimiter: str = "+",
         max_alias_depth: int = 10,
         postmaster_domain: str | None = None,
+        cache_ttl: float = 0.0,
     ) -> None:
         self.store = store
         self.recipient_delimiter = recipient_delimiter
         self.max_alias_depth = max_alias_depth
         self.postmaster_domain = postmaster_domain
+        self._cache = _LookupCache(cache_ttl)
+
+    def forget_lookups(self) -> None:
+        """Drop cached lookups (e.g. after a delivery changed an account's quota usage)."""
+        self._cache.clear()
+
+    async def _lookup(self, domain: str, keys: list[str]) -> AddressRecords:
+        cache_key = (domain, tuple(keys))
+        records = self._cache.get(cache_key)
+        if records is None:
+            records = await self.store.lookup_addresses(domain, keys)
+            self._cache.put(cache_key, records)
+        return records
 
     # -- administration ----------------------------------------------------------------------
+    @_invalidates_cache
     async def add_domain(self, name: str) -> Domain:
         return await self.store.add_domain(_domain(name))
 
+    @_invalidates_cache
     async def remove_domain(self, name: str) -> None:
         await self.store.remove_domain(_domain(name))
 
     async def list_domains(self) -> list[Domain]:
         return await self.store.list_domains()
 
+    @_invalidates_cache
     async def add_account(
         self,
         address: str,
@@ -154,6 +237,7 @@ class Directory:
             raise DirectoryError(f"no account {address}")
         return account
 
+    @_invalidates_cache
     async def remove_account(self, address: str) -> None:
         addr = normalize_address(address)
         await self.store.remove_account(addr.domain, addr.local_key)
@@ -161,16 +245,19 @@ class Directory:
     async def list_accounts(self, domain: str | None = None) -> list[Account]:
         return await self.store.list_accounts(_domain(domain) if domain else None)
 
+    @_invalidates_cache
     async def set_password(self, address: str, password: str) -> None:
         if not password:
             raise DirectoryError("the password must not be empty")
         account = await self.require_account(address)
         await self.store.update_account(account.id, password_hash=hash_password(password))
 
+    @_invalidates_cache
     async def set_quota(self, address: str, quota: int) -> None:
         account = await self.require_account(address)
         await self.store.update_account(account.id, quota=quota)
 
+    @_invalidates_cache
     async def set_enabled(self, address: str, enabled: bool) -> None:
         account = await self.require_account(address)
         await self.store.update_account(account.id, enabled=enabled)
@@ -185,6 +272,7 @@ class Directory:
             return None
         return account if verify_password(account.password_hash, password) else None
 
+    @_invalidates_cache
     async def add_alias(self, source: str, target: str) -> Alias:
         src = normalize_address(source, allow_catch_all=True)
         if await self.store.get_domain(src.domain) is None:
@@ -197,6 +285,7 @@ class Directory:
         await self.store.add_alias(src.domain, src.local_key, src.localpart, dst.address)
         return Alias(f"{src.localpart}@{src.domain}", dst.address)
 
+    @_invalidates_cache
     async def remove_alias(self, source: str, target: str | None = None) -> int:
         src = normalize_address(source, allow_catch_all=True)
         dst = normalize_address(target).address if target else None
@@ -223,13 +312,13 @@ class Directory:
             addr = normalize_address(address)
         except DirectoryError as exc:
             return Resolution(RecipientStatus.INVALID, detail=str(exc))
-        if await self.store.get_domain(addr.domain) is None:
-            return Resolution(RecipientStatus.NOT_LOCAL)
         found = _Expansion()
         try:
             matched = await self._expand(addr.domain, addr.local_key, 0, set(), found, True)
         except _LoopError as exc:
             return Resolution(RecipientStatus.LOOP, detail=str(exc))
+        if matched is None:
+            return Resolution(RecipientStatus.NOT_LOCAL)
         if found.accounts or found.remote:
             return Resolution(
                 RecipientStatus.LOCAL, tuple(found.accounts.values()), tuple(found.remote)
@@ -248,37 +337,38 @@ class Directory:
         seen: set[tuple[str, str]],
         found: _Expansion,
         top: bool,
-    ) -> bool:
-        """Add where ``local_key@domain`` goes to ``found``; False if nothing matched."""
+    ) -> bool | None:
+        """Add where ``local_key@domain`` goes to ``found``: False if nothing matched, None if
+        the domain is not local. One store round trip per address."""
         if depth > self.max_alias_depth:
             raise _LoopError(f"alias expansion deeper than {self.max_alias_depth}")
+        base = self._base_key(local_key)
+        candidates = [local_key] if base is None else [local_key, base]
+        keys = [*candidates, CATCH_ALL_KEY] if top else candidates
+        records = await self._lookup(domain, keys)
+        if not records.domain_exists:
+            return None
         key = (domain, local_key)
         if key in seen:
             # Postfix: an alias that names itself (directly or not) delivers to the account
             # of that name if there is one, and otherwise that branch ends.
-            account = await self.store.get_account(domain, local_key)
+            account = records.accounts.get(local_key)
             if account is not None:
                 self._add_account(found, account)
             return True
         seen.add(key)
-        candidates = [local_key]
-        base = self._base_key(local_key)
-        if base is not None:
-            candidates.append(base)
         for candidate in candidates:
-            targets = await self.store.get_alias_targets(domain, candidate)
+            targets = records.aliases.get(candidate)
             if targets:
                 await self._expand_targets(targets, depth, seen, found)
                 return True
-            account = await self.store.get_account(domain, candidate)
+            account = records.accounts.get(candidate)
             if account is not None:
                 self._add_account(found, account)
                 return True
-        if top:
-            targets = await self.store.get_alias_targets(domain, CATCH_ALL_KEY)
-            if targets:
-                await self._expand_targets(targets, depth, seen, found)
-                return True
+        if top and CATCH_ALL_KEY in records.aliases:
+            await self._expand_targets(records.aliases[CATCH_ALL_KEY], depth, seen, found)
+            return True
         return False
 
     async def _expand_targets(
@@ -286,11 +376,9 @@ class Directory:
     ) -> None:
         for target in targets:
             addr = normalize_address(target)
-            if await self.store.get_domain(addr.domain) is None:
-                if addr.address not in found.remote:
-                    found.remote.append(addr.address)
-                continue
-            await self._expand(addr.domain, addr.local_key, depth + 1, seen, found, False)
+            local = await self._expand(addr.domain, addr.local_key, depth + 1, seen, found, False)
+            if local is None and addr.address not in found.remote:
+                found.remote.append(addr.address)
 
     @staticmethod
     def _add_account(found: _Expansion, account: Account) -> None:

@@ -26,6 +26,9 @@ from mailstead.store import Store, open_sqlite
 log = logging.getLogger("mailstead.server")
 
 SHUTDOWN_GRACE = 30.0  # seconds in-flight transactions get to finish
+# Address lookups are reused for this long: directory changes made with the CLI while the
+# server runs take effect within it.
+DIRECTORY_CACHE_TTL = 1.0
 
 
 def open_store(config: Config) -> Store:
@@ -47,6 +50,7 @@ def make_directory(config: Config, store: Store) -> Directory:
         recipient_delimiter=config.delivery.recipient_delimiter,
         max_alias_depth=config.delivery.max_alias_depth,
         postmaster_domain=parent,
+        cache_ttl=DIRECTORY_CACHE_TTL,
     )
 
 

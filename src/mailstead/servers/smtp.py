@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import email.utils
 import logging
-import secrets
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 
 from mailstead.delivery import Envelope, LocalDelivery, Recipient, Spool
 from mailstead.directory import Directory, RecipientStatus, Resolution
+from mailstead.observability.ids import new_id
 from mailstead.observability.log import log_event
 from mailstead.protocols.smtp import (
     NEED_DATA,
@@ -136,7 +136,7 @@ class SMTPSession(asyncio.Protocol):
         self._can_write.set()
         self._task: asyncio.Task[None] | None = None
         self.in_transaction = False
-        self.session_id = secrets.token_hex(5).upper()
+        self.session_id = new_id()
 
     # -- asyncio.Protocol callbacks ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -186,7 +186,8 @@ class SMTPSession(asyncio.Protocol):
             if remaining <= 0:
                 return None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._wakeup.wait()
         data = b"".join(self._inbox)
         self._inbox.clear()
         self._inbox_size = 0
@@ -324,7 +325,7 @@ class SMTPSession(asyncio.Protocol):
     async def _complete(self, core: ServerCore, tx: _Transaction, helo: str) -> None:
         state = self.state
         started = time.monotonic()
-        queue_id = secrets.token_hex(6).upper()
+        queue_id = new_id()
         received = self._received_header(tx, helo, queue_id)
         message = received + tx.spool.getvalue()
         params = tx.mail_params
@@ -347,6 +348,8 @@ class SMTPSession(asyncio.Protocol):
             reply = _TEMP_FAILURE
         else:
             reply = self._outcome_reply(outcome.errors)
+        if any(a.quota for r in tx.recipients for a in r.resolution.accounts):
+            state.directory.forget_lookups()  # the next RCPT-time quota check reads fresh usage
         if reply is None:
             core.accept(text=f"Ok: queued as {queue_id}")
             state.messages_accepted += 1

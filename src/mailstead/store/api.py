@@ -18,6 +18,7 @@ __all__ = [
     "DEFAULT_MAILBOXES",
     "Account",
     "AccountRole",
+    "AddressRecords",
     "Alias",
     "DeliveryOutcome",
     "DeliveryRequest",
@@ -82,6 +83,15 @@ class Alias:
 
     source: str
     target: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddressRecords:
+    """What one domain holds for some local-part keys, fetched in one round trip."""
+
+    domain_exists: bool
+    aliases: dict[str, list[str]]  # local key -> targets (only keys that have aliases)
+    accounts: dict[str, Account]  # local key -> account (only keys that are accounts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +208,9 @@ class Store(Protocol):
     async def remove_alias(self, domain: str, local_key: str, target: str | None = None) -> int: ...
     async def get_alias_targets(self, domain: str, local_key: str) -> list[str]: ...
     async def list_aliases(self, domain: str | None = None) -> list[Alias]: ...
+    async def lookup_addresses(self, domain: str, local_keys: Sequence[str]) -> AddressRecords:
+        """Domain existence, aliases and accounts for ``local_keys`` (RCPT time, one read)."""
+        ...
 
     # -- mailboxes and messages --------------------------------------------------------------
     async def list_mailboxes(self, account_id: int) -> list[MailboxInfo]: ...
