@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mailstead.store.errors import StoreError, StoreErrorCode
+from mailstead.store.feed import ChangeFeed
 
 __all__ = [
     "DEFAULT_MAILBOXES",
@@ -20,11 +21,18 @@ __all__ = [
     "AccountRole",
     "AddressRecords",
     "Alias",
+    "ChangeFeed",
+    "CopyResult",
     "DeliveryOutcome",
     "DeliveryRequest",
     "DeliveryTarget",
     "Domain",
+    "ExpungeResult",
+    "FlagOp",
+    "FlagUpdate",
+    "MailboxChanges",
     "MailboxInfo",
+    "MessageFlags",
     "MessageInfo",
     "Store",
     "StoreError",
@@ -109,6 +117,7 @@ class MailboxInfo:
     messages: int
     unseen: int
     size: int
+    deleted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +137,57 @@ class MessageInfo:
     date: int | None  # the Date header as Unix seconds, when it parses
     message_id: str | None
     structure: bytes  # JSON of mailstead.message.ParsedMessage (envelope + MIME tree)
+
+
+class FlagOp(enum.Enum):
+    """How STORE changes flags (RFC 9051 §6.4.6)."""
+
+    ADD = "+"
+    REMOVE = "-"
+    REPLACE = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFlags:
+    """A message's UID, MODSEQ and flags: what SELECT, FETCH FLAGS and CONDSTORE need."""
+
+    uid: int
+    modseq: int
+    flags: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class FlagUpdate:
+    """What a STORE did: the messages it changed, and those UNCHANGEDSINCE protected."""
+
+    changed: tuple[MessageFlags, ...]
+    modified: tuple[int, ...]  # UIDs refused by UNCHANGEDSINCE (RFC 7162 §3.1.3)
+    highestmodseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExpungeResult:
+    uids: tuple[int, ...]
+    highestmodseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    """COPY/MOVE: pairs of (source UID, destination UID) for COPYUID (RFC 4315)."""
+
+    uidvalidity: int
+    pairs: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxChanges:
+    """Everything that happened to a mailbox after a MODSEQ: new or changed messages, expunges."""
+
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    changed: tuple[MessageFlags, ...]  # UID order; includes messages added since
+    vanished: tuple[int, ...]  # expunged UIDs, ascending
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,3 +283,30 @@ class Store(Protocol):
     async def read_blob(self, blob_id: int) -> bytes: ...
     async def deliver(self, request: DeliveryRequest) -> DeliveryOutcome: ...
     async def check_integrity(self) -> list[str]: ...
+
+    # -- IMAP --------------------------------------------------------------------------------
+    feed: ChangeFeed
+
+    async def delete_mailbox(self, account_id: int, name: str) -> None: ...
+    async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
+        """Renames ``old`` and every ``old/...`` below it; INBOX's messages move instead."""
+        ...
+    async def list_subscriptions(self, account_id: int) -> list[str]: ...
+    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None: ...
+    async def message_index(self, mailbox_id: int) -> list[MessageFlags]: ...
+    async def get_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageInfo]: ...
+    async def store_flags(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        op: FlagOp,
+        flags: frozenset[str],
+        unchanged_since: int | None = None,
+    ) -> FlagUpdate: ...
+    async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> ExpungeResult:
+        """Remove the messages flagged \\Deleted (among ``uids`` when given)."""
+        ...
+    async def copy_messages(
+        self, source_id: int, uids: Sequence[int], target_id: int, *, move: bool = False
+    ) -> CopyResult: ...
+    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges: ...

@@ -29,13 +29,20 @@ from mailstead.store.api import (
     AccountRole,
     AddressRecords,
     Alias,
+    CopyResult,
     DeliveryOutcome,
     DeliveryRequest,
     Domain,
+    ExpungeResult,
+    FlagOp,
+    FlagUpdate,
+    MailboxChanges,
     MailboxInfo,
+    MessageFlags,
     MessageInfo,
 )
 from mailstead.store.errors import StoreError, StoreErrorCode
+from mailstead.store.feed import ChangeFeed
 from mailstead.store.sqlite.schema import migrate
 from mailstead.store.sqlite.writer import GroupCommitWriter
 
@@ -53,9 +60,12 @@ _ACCOUNT_COLUMNS = (
     "a.id, d.name, a.localpart, a.password_hash, a.quota, a.used, a.role, a.enabled, a.created"
 )
 _MAILBOX_COLUMNS = (
-    "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq, subscribed,"
-    " messages, unseen, size"
+    "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq,"
+    " EXISTS(SELECT 1 FROM subscriptions s WHERE s.account_id = mailboxes.account_id"
+    " AND s.name = mailboxes.name), messages, unseen, size, deleted"
 )
+SEEN = "\\Seen"
+DELETED = "\\Deleted"
 _MESSAGE_COLUMNS = (
     "mailbox_id, uid, modseq, flags, internal_date, size, blob_id, subject, from_, to_, date,"
     " message_id, structure"
@@ -102,6 +112,7 @@ class SQLiteStore:
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
         self._opened = False
+        self.feed = ChangeFeed()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -241,6 +252,10 @@ class SQLiteStore:
             assert account_id is not None
             for name, special_use in DEFAULT_MAILBOXES:
                 _insert_mailbox(conn, account_id, name, special_use)
+                conn.execute(
+                    "INSERT OR IGNORE INTO subscriptions(account_id, name) VALUES (?, ?)",
+                    (account_id, name),
+                )
             return Account(
                 account_id, domain, localpart, password_hash, quota, 0, role, True, now
             )
@@ -260,6 +275,7 @@ class SQLiteStore:
                 _drop_messages(conn, mailbox_id)
                 conn.execute("DELETE FROM expunged WHERE mailbox_id = ?", (mailbox_id,))
             conn.execute("DELETE FROM mailboxes WHERE account_id = ?", (account_id,))
+            conn.execute("DELETE FROM subscriptions WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
 
         await self._write(job)
@@ -491,7 +507,11 @@ class SQLiteStore:
             loop = asyncio.get_running_loop()
             prepared = await loop.run_in_executor(self._readers, self._prepare, request.raw)
         envelope = json.dumps(request.envelope, separators=(",", ":"), ensure_ascii=False)
-        return await self._write(lambda conn: _deliver(conn, request, prepared, envelope))
+        outcome, touched = await self._write(
+            lambda conn: _deliver(conn, request, prepared, envelope)
+        )
+        self.feed.publish(touched)
+        return outcome
 
     def _prepare(self, raw: bytes) -> _Prepared:
         """CPU work done outside the event loop and outside the writer: parse, hash, compress."""
@@ -513,6 +533,285 @@ class SQLiteStore:
 
     async def check_integrity(self) -> list[str]:
         return await self._read(_check_integrity)
+
+    # -- IMAP --------------------------------------------------------------------------------
+    async def delete_mailbox(self, account_id: int, name: str) -> None:
+        name = _mailbox_name(name)
+        if name == "INBOX":
+            raise StoreError(StoreErrorCode.CANNOT, "INBOX cannot be deleted")
+
+        def job(conn: sqlite3.Connection) -> int:
+            mailbox_id = _mailbox_id(conn, account_id, name)
+            size = conn.execute("SELECT size FROM mailboxes WHERE id = ?", (mailbox_id,))
+            (freed,) = size.fetchone()
+            _drop_messages(conn, mailbox_id)
+            conn.execute("DELETE FROM expunged WHERE mailbox_id = ?", (mailbox_id,))
+            conn.execute("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
+            conn.execute("UPDATE accounts SET used = used - ? WHERE id = ?", (freed, account_id))
+            return mailbox_id
+
+        self.feed.publish([await self._write(job)])
+
+    async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
+        old, new = _mailbox_name(old), _mailbox_name(new)
+
+        def job(conn: sqlite3.Connection) -> list[int]:
+            source = _mailbox_id(conn, account_id, old)
+            if new == "INBOX" or conn.execute(
+                "SELECT 1 FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, new)
+            ).fetchone():
+                raise StoreError(StoreErrorCode.ALREADYEXISTS, f"mailbox {new} exists")
+            if old == "INBOX":
+                # RFC 9051 §6.3.6: INBOX's messages move to the new name; INBOX stays, empty.
+                target = _insert_mailbox(conn, account_id, new, None)
+                conn.execute(
+                    "UPDATE mailboxes SET (uidnext, highestmodseq, messages, unseen, size,"
+                    " deleted) = (SELECT uidnext, highestmodseq, messages, unseen, size, deleted"
+                    " FROM mailboxes WHERE id = ?) WHERE id = ?",
+                    (source, target),
+                )
+                conn.execute(
+                    "UPDATE messages SET mailbox_id = ? WHERE mailbox_id = ?", (target, source)
+                )
+                conn.execute(
+                    "UPDATE mailboxes SET messages = 0, unseen = 0, size = 0, deleted = 0,"
+                    " highestmodseq = highestmodseq + 1 WHERE id = ?",
+                    (source,),
+                )
+                return [source, target]
+            renamed = []
+            prefix = old + "/"
+            for mailbox_id, name in conn.execute(
+                "SELECT id, name FROM mailboxes WHERE account_id = ?"
+                " AND (name = ? OR substr(name, 1, ?) = ?)",
+                (account_id, old, len(prefix), prefix),
+            ).fetchall():
+                renamed_to = new + name[len(old) :]
+                try:
+                    conn.execute(
+                        "UPDATE mailboxes SET name = ? WHERE id = ?", (renamed_to, mailbox_id)
+                    )
+                except sqlite3.IntegrityError:
+                    raise StoreError(
+                        StoreErrorCode.ALREADYEXISTS, f"mailbox {renamed_to} exists"
+                    ) from None
+                renamed.append(mailbox_id)
+            return renamed
+
+        self.feed.publish(await self._write(job))
+
+    async def list_subscriptions(self, account_id: int) -> list[str]:
+        def job(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name", (account_id,)
+            )
+            return [row[0] for row in rows]
+
+        return await self._read(job)
+
+    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
+        name = _mailbox_name(name)
+
+        def job(conn: sqlite3.Connection) -> None:
+            if subscribed:
+                conn.execute(
+                    "INSERT OR IGNORE INTO subscriptions(account_id, name) VALUES (?, ?)",
+                    (account_id, name),
+                )
+            else:
+                conn.execute(
+                    "DELETE FROM subscriptions WHERE account_id = ? AND name = ?",
+                    (account_id, name),
+                )
+
+        await self._write(job)
+
+    async def message_index(self, mailbox_id: int) -> list[MessageFlags]:
+        def job(conn: sqlite3.Connection) -> list[MessageFlags]:
+            rows = conn.execute(
+                "SELECT uid, modseq, flags FROM messages WHERE mailbox_id = ? ORDER BY uid",
+                (mailbox_id,),
+            )
+            return [MessageFlags(uid, modseq, _flags(flags)) for uid, modseq, flags in rows]
+
+        return await self._read(job)
+
+    async def get_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageInfo]:
+        wanted = json.dumps(list(uids))
+
+        def job(conn: sqlite3.Connection) -> list[MessageInfo]:
+            rows = conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE mailbox_id = ?"
+                " AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid",
+                (mailbox_id, wanted),
+            )
+            return [_message(row) for row in rows]
+
+        return await self._read(job)
+
+    async def store_flags(
+        self,
+        mailbox_id: int,
+        uids: Sequence[int],
+        op: FlagOp,
+        flags: frozenset[str],
+        unchanged_since: int | None = None,
+    ) -> FlagUpdate:
+        wanted = json.dumps(list(uids))
+
+        def job(conn: sqlite3.Connection) -> FlagUpdate:
+            modseq = _highestmodseq(conn, mailbox_id) + 1
+            changed: list[MessageFlags] = []
+            modified: list[int] = []
+            unseen = deleted = 0
+            for uid, old_modseq, text in conn.execute(
+                "SELECT uid, modseq, flags FROM messages WHERE mailbox_id = ?"
+                " AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid",
+                (mailbox_id, wanted),
+            ).fetchall():
+                if unchanged_since is not None and old_modseq > unchanged_since:
+                    modified.append(uid)
+                    continue
+                old = _flags(text)
+                if op is FlagOp.ADD:
+                    new = old | flags
+                elif op is FlagOp.REMOVE:
+                    new = old - flags
+                else:
+                    new = flags
+                if new == old:
+                    continue
+                conn.execute(
+                    "UPDATE messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
+                    (" ".join(sorted(new)), modseq, mailbox_id, uid),
+                )
+                unseen += (SEEN in old) - (SEEN in new)
+                deleted += (DELETED in new) - (DELETED in old)
+                changed.append(MessageFlags(uid, modseq, new))
+            if not changed:
+                return FlagUpdate((), tuple(modified), modseq - 1)
+            conn.execute(
+                "UPDATE mailboxes SET highestmodseq = ?, unseen = unseen + ?,"
+                " deleted = deleted + ? WHERE id = ?",
+                (modseq, unseen, deleted, mailbox_id),
+            )
+            return FlagUpdate(tuple(changed), tuple(modified), modseq)
+
+        result = await self._write(job)
+        if result.changed:
+            self.feed.publish([mailbox_id])
+        return result
+
+    async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> ExpungeResult:
+        wanted = None if uids is None else json.dumps(list(uids))
+
+        def job(conn: sqlite3.Connection) -> ExpungeResult:
+            sql = (
+                "SELECT uid, blob_id, size, flags FROM messages WHERE mailbox_id = ?"
+                " AND ' ' || flags || ' ' LIKE '% \\Deleted %'"
+            )
+            params: tuple[Any, ...] = (mailbox_id,)
+            if wanted is not None:
+                sql += " AND uid IN (SELECT value FROM json_each(?))"
+                params += (wanted,)
+            rows = conn.execute(sql + " ORDER BY uid", params).fetchall()
+            if not rows:
+                return ExpungeResult((), _highestmodseq(conn, mailbox_id))
+            modseq = _remove_messages(conn, mailbox_id, rows)
+            return ExpungeResult(tuple(row[0] for row in rows), modseq)
+
+        result = await self._write(job)
+        if result.uids:
+            self.feed.publish([mailbox_id])
+        return result
+
+    async def copy_messages(
+        self, source_id: int, uids: Sequence[int], target_id: int, *, move: bool = False
+    ) -> CopyResult:
+        wanted = json.dumps(list(uids))
+
+        def job(conn: sqlite3.Connection) -> CopyResult:
+            target = conn.execute(
+                "SELECT account_id, uidvalidity, uidnext, highestmodseq FROM mailboxes"
+                " WHERE id = ?",
+                (target_id,),
+            ).fetchone()
+            source = conn.execute(
+                "SELECT account_id FROM mailboxes WHERE id = ?", (source_id,)
+            ).fetchone()
+            if target is None or source is None:
+                raise StoreError(StoreErrorCode.NONEXISTENT, "no such mailbox")
+            account_id, uidvalidity, uidnext, highest = target
+            rows = conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS}, envelope FROM messages WHERE mailbox_id = ?"
+                " AND uid IN (SELECT value FROM json_each(?)) ORDER BY uid",
+                (source_id, wanted),
+            ).fetchall()
+            if not rows:
+                return CopyResult(uidvalidity, ())
+            total = sum(row[5] for row in rows)
+            if not (move and source[0] == account_id):
+                quota, used = conn.execute(
+                    "SELECT quota, used FROM accounts WHERE id = ?", (account_id,)
+                ).fetchone()
+                if quota and used + total > quota:
+                    raise StoreError(StoreErrorCode.OVERQUOTA, "quota exceeded")
+            modseq = highest + 1
+            pairs = []
+            unseen = deleted = 0
+            for offset, row in enumerate(rows):
+                new_uid = uidnext + offset
+                flags = _flags(row[3])
+                conn.execute(
+                    f"INSERT INTO messages({_MESSAGE_COLUMNS}, envelope)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (target_id, new_uid, modseq, *row[3:]),
+                )
+                conn.execute("UPDATE blobs SET refs = refs + 1 WHERE id = ?", (row[6],))
+                unseen += SEEN not in flags
+                deleted += DELETED in flags
+                pairs.append((row[1], new_uid))
+            conn.execute(
+                "UPDATE mailboxes SET uidnext = ?, highestmodseq = ?, messages = messages + ?,"
+                " unseen = unseen + ?, deleted = deleted + ?, size = size + ? WHERE id = ?",
+                (uidnext + len(rows), modseq, len(rows), unseen, deleted, total, target_id),
+            )
+            conn.execute("UPDATE accounts SET used = used + ? WHERE id = ?", (total, account_id))
+            if move:
+                _remove_messages(conn, source_id, [(r[1], r[6], r[5], r[3]) for r in rows])
+            return CopyResult(uidvalidity, tuple(pairs))
+
+        result = await self._write(job)
+        if result.pairs:
+            self.feed.publish([target_id, source_id] if move else [target_id])
+        return result
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges:
+        def job(conn: sqlite3.Connection) -> MailboxChanges:
+            row = conn.execute(
+                "SELECT uidvalidity, uidnext, highestmodseq FROM mailboxes WHERE id = ?",
+                (mailbox_id,),
+            ).fetchone()
+            if row is None:
+                raise StoreError(StoreErrorCode.NONEXISTENT, "no such mailbox")
+            changed = tuple(
+                MessageFlags(uid, m, _flags(flags))
+                for uid, m, flags in conn.execute(
+                    "SELECT uid, modseq, flags FROM messages WHERE mailbox_id = ? AND modseq > ?"
+                    " ORDER BY uid",
+                    (mailbox_id, modseq),
+                )
+            )
+            vanished = tuple(
+                r[0]
+                for r in conn.execute(
+                    "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+                    (mailbox_id, modseq),
+                )
+            )
+            return MailboxChanges(row[0], row[1], row[2], changed, vanished)
+
+        return await self._read(job)
 
 
 # -- helpers run inside reader or writer threads ---------------------------------------------
@@ -573,6 +872,60 @@ def _insert_mailbox(
     return cur.lastrowid
 
 
+def _flags(text: str) -> frozenset[str]:
+    return frozenset(text.split()) if text else frozenset()
+
+
+def _mailbox_id(conn: sqlite3.Connection, account_id: int, name: str) -> int:
+    row = conn.execute(
+        "SELECT id FROM mailboxes WHERE account_id = ? AND name = ?", (account_id, name)
+    ).fetchone()
+    if row is None:
+        raise StoreError(StoreErrorCode.NONEXISTENT, f"no mailbox {name}")
+    mailbox_id: int = row[0]
+    return mailbox_id
+
+
+def _highestmodseq(conn: sqlite3.Connection, mailbox_id: int) -> int:
+    row = conn.execute("SELECT highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+    if row is None:
+        raise StoreError(StoreErrorCode.NONEXISTENT, "no such mailbox")
+    value: int = row[0]
+    return value
+
+
+def _remove_messages(
+    conn: sqlite3.Connection, mailbox_id: int, rows: Sequence[tuple[int, int, int, str]]
+) -> int:
+    """Expunge ``rows`` (uid, blob_id, size, flags): log them for QRESYNC, release blobs,
+    fix the counters. Returns the mailbox's new HIGHESTMODSEQ."""
+    modseq = _highestmodseq(conn, mailbox_id) + 1
+    size = unseen = deleted = 0
+    for uid, blob_id, msg_size, text in rows:
+        flags = _flags(text)
+        conn.execute("DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", (mailbox_id, uid))
+        conn.execute(
+            "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+            (mailbox_id, uid, modseq),
+        )
+        conn.execute("UPDATE blobs SET refs = refs - 1 WHERE id = ?", (blob_id,))
+        size += msg_size
+        unseen += SEEN not in flags
+        deleted += DELETED in flags
+    conn.execute("DELETE FROM blobs WHERE refs <= 0")
+    conn.execute(
+        "UPDATE mailboxes SET highestmodseq = ?, messages = messages - ?, unseen = unseen - ?,"
+        " deleted = deleted - ?, size = size - ? WHERE id = ?",
+        (modseq, len(rows), unseen, deleted, size, mailbox_id),
+    )
+    conn.execute(
+        "UPDATE accounts SET used = used - ? WHERE id = (SELECT account_id FROM mailboxes"
+        " WHERE id = ?)",
+        (size, mailbox_id),
+    )
+    return modseq
+
+
 def _drop_messages(conn: sqlite3.Connection, mailbox_id: int) -> None:
     """Delete a mailbox's messages and release their blobs."""
     rows = conn.execute(
@@ -587,7 +940,7 @@ def _drop_messages(conn: sqlite3.Connection, mailbox_id: int) -> None:
 
 def _deliver(
     conn: sqlite3.Connection, request: DeliveryRequest, prepared: _Prepared, envelope: str
-) -> DeliveryOutcome:
+) -> tuple[DeliveryOutcome, list[int]]:
     size = prepared.size
     errors: list[StoreError | None] = []
     mailboxes: list[tuple[int, int] | None] = []  # (mailbox_id, account_id)
@@ -623,11 +976,11 @@ def _deliver(
         extra_usage[target.account_id] = extra_usage.get(target.account_id, 0) + size
 
     if request.all_or_nothing and any(errors):
-        return DeliveryOutcome(tuple(None for _ in errors), tuple(errors))
+        return DeliveryOutcome(tuple(None for _ in errors), tuple(errors)), []
 
     wanted = sum(1 for m in mailboxes if m is not None)
     if wanted == 0:
-        return DeliveryOutcome(tuple(None for _ in errors), tuple(errors))
+        return DeliveryOutcome(tuple(None for _ in errors), tuple(errors)), []
 
     row = conn.execute("SELECT id FROM blobs WHERE digest = ?", (prepared.digest,)).fetchone()
     if row is None:
@@ -649,9 +1002,9 @@ def _deliver(
         mailbox_id, account_id = where
         uid, modseq = conn.execute(
             "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1,"
-            " messages = messages + 1, unseen = unseen + ?, size = size + ?"
-            " WHERE id = ? RETURNING uidnext - 1, highestmodseq",
-            (0 if "\\Seen" in target.flags else 1, size, mailbox_id),
+            " messages = messages + 1, unseen = unseen + ?, deleted = deleted + ?,"
+            " size = size + ? WHERE id = ? RETURNING uidnext - 1, highestmodseq",
+            (int(SEEN not in target.flags), int(DELETED in target.flags), size, mailbox_id),
         ).fetchone()
         conn.execute(
             f"INSERT INTO messages({_MESSAGE_COLUMNS}, envelope)"
@@ -675,7 +1028,8 @@ def _deliver(
         )
         conn.execute("UPDATE accounts SET used = used + ? WHERE id = ?", (size, account_id))
         uids.append(uid)
-    return DeliveryOutcome(tuple(uids), tuple(errors))
+    touched = [m[0] for m in mailboxes if m is not None]
+    return DeliveryOutcome(tuple(uids), tuple(errors)), touched
 
 
 def _summary(parsed: ParsedMessage) -> dict[str, Any]:
@@ -729,10 +1083,10 @@ def _account(row: tuple[Any, ...]) -> Account:
 
 def _mailbox(row: tuple[Any, ...]) -> MailboxInfo:
     (mid, account_id, name, special_use, uidvalidity, uidnext, modseq, subscribed, count,
-     unseen, size) = row  # fmt: skip
+     unseen, size, deleted) = row  # fmt: skip
     return MailboxInfo(
         mid, account_id, name, special_use, uidvalidity, uidnext, modseq, bool(subscribed),
-        count, unseen, size,
+        count, unseen, size, deleted,
     )  # fmt: skip
 
 
@@ -759,18 +1113,19 @@ def _check_integrity(conn: sqlite3.Connection) -> list[str]:
     ):
         if missing:
             problems.append(f"{missing} message(s) without a blob")
-    for mid, name, count, size, uidnext, modseq, real_count, real_size, max_uid, max_modseq in (
-        conn.execute(
-            "SELECT x.id, x.name, x.messages, x.size, x.uidnext, x.highestmodseq,"
-            " count(m.uid), coalesce(sum(m.size), 0), coalesce(max(m.uid), 0),"
-            " coalesce(max(m.modseq), 0)"
+    for (mid, name, count, size, unseen, deleted, uidnext, modseq, real_count, real_size,
+         real_unseen, real_deleted, max_uid, max_modseq) in conn.execute(
+            "SELECT x.id, x.name, x.messages, x.size, x.unseen, x.deleted, x.uidnext,"
+            " x.highestmodseq, count(m.uid), coalesce(sum(m.size), 0),"
+            " coalesce(sum(' ' || m.flags || ' ' NOT LIKE '% \\Seen %'), 0),"
+            " coalesce(sum(' ' || m.flags || ' ' LIKE '% \\Deleted %'), 0),"
+            " coalesce(max(m.uid), 0), coalesce(max(m.modseq), 0)"
             " FROM mailboxes x LEFT JOIN messages m ON m.mailbox_id = x.id GROUP BY x.id"
-        )
-    ):
-        if count != real_count or size != real_size:
-            problems.append(
-                f"mailbox {mid} {name}: counters {count}/{size} but {real_count}/{real_size}"
-            )
+    ):  # fmt: skip
+        counters = (count, size, unseen, deleted)
+        real = (real_count, real_size, real_unseen, real_deleted)
+        if counters != real:
+            problems.append(f"mailbox {mid} {name}: counters {counters} but {real}")
         if max_uid >= uidnext or max_modseq > modseq:
             problems.append(f"mailbox {mid} {name}: uidnext/highestmodseq behind its messages")
     for account_id, used, real in conn.execute(

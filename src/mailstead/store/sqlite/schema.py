@@ -86,6 +86,22 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY(mailbox_id, uid)
     ) WITHOUT ROWID;
     """,
+    # 2: IMAP: subscriptions independent of mailboxes (RFC 9051 §6.3.9), a \Deleted counter
+    """
+    CREATE TABLE subscriptions(
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        name TEXT NOT NULL,
+        PRIMARY KEY(account_id, name)
+    ) WITHOUT ROWID;
+    INSERT INTO subscriptions(account_id, name)
+        SELECT account_id, name FROM mailboxes WHERE subscribed;
+    ALTER TABLE mailboxes ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+    UPDATE mailboxes SET deleted = (
+        SELECT count(*) FROM messages m
+        WHERE m.mailbox_id = mailboxes.id AND ' ' || m.flags || ' ' LIKE '% \\Deleted %'
+    );
+    CREATE INDEX expunged_modseq ON expunged(mailbox_id, modseq);
+    """,
 )
 
 
