@@ -73,7 +73,7 @@ _SEQ_SET: Final = re.compile(
     rb"(?:[0-9]+|\*)(?::(?:[0-9]+|\*))?(?:,(?:[0-9]+|\*)(?::(?:[0-9]+|\*))?)*"
 )
 _FETCH_NAME: Final = re.compile(rb"[A-Za-z0-9.\-]+")
-_BASE64: Final = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?|=")
+_BASE64: Final = re.compile(rb"=|(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 _SECTION_TEXT: Final = re.compile(rb"(?i)HEADER\.FIELDS\.NOT|HEADER\.FIELDS|HEADER|TEXT|MIME")
 _DATE: Final = re.compile(rb"([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4})")
 _DATE_TIME: Final = re.compile(
@@ -176,6 +176,8 @@ class _Parser:
 
     def done(self) -> None:
         if self.pos < self.end:
+            if self.data[self.pos] == 0x20 and self.pos + 1 < self.end:
+                self.pos += 1
             _err(f"Unexpected extra arguments at {self._where()}")
 
     def _where(self) -> str:
@@ -1023,6 +1025,12 @@ _DATE_KEYS: Final[dict[str, tuple[_DateField, _DateRelation]]] = {
     "SAVEDSINCE": ("SAVEDATE", "SINCE"),
 }  # fmt: skip
 _ENTRY_TYPES: Final = {"priv", "shared", "all"}
+_ARG_KEYS: Final = frozenset(
+    {"HEADER", "BODY", "TEXT", "KEYWORD", "UNKEYWORD", "LARGER", "SMALLER", "UID", "NOT", "OR"}
+    | {"MODSEQ", "OLDER", "YOUNGER", "EMAILID", "THREADID"}
+    | set(_HEADER_KEYS)
+    | set(_DATE_KEYS)
+)
 
 
 class _Search:
@@ -1070,6 +1078,8 @@ class _Search:
         const = _CONSTANT_KEYS.get(name)
         if const is not None:
             return const
+        if name not in _ARG_KEYS:
+            _err(f"Unknown search key {name}")
         p.sp()
         if name in _HEADER_KEYS:
             return c.HeaderKey(_HEADER_KEYS[name], self.string())
