@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from mailstead.imap import render
 from mailstead.message import parse_message
 
-from . import imap_render
 from .cases import CASES, corpus_dir, corpus_files
 
 GOLDEN = json.loads((Path(__file__).parent / "dovecot_golden.json").read_text())
@@ -23,8 +23,8 @@ def _dovecot_saved(raw: bytes) -> bytes:
 def _check(name: str, raw: bytes) -> None:
     expected = GOLDEN[name]
     m = parse_message(_dovecot_saved(raw))
-    assert b"(" + imap_render.envelope(m.envelope) + b")" == expected["envelope"].encode("latin-1")
-    got = b"(" + imap_render.bodystructure(m.root) + b")"
+    assert render.envelope(m) == expected["envelope"].encode("latin-1")
+    got = render.bodystructure(m.root)
     assert got == expected["bodystructure"].encode("latin-1")
 
 

@@ -1,55 +1,91 @@
-"""Test helper: render ENVELOPE and BODYSTRUCTURE from a ParsedMessage the way Dovecot
-2.3 writes them (imap-envelope.c, imap-bodystructure.c, imap-quote.c), so tests can
-compare our cached structure with Dovecot's answers byte for byte.
+"""ENVELOPE, BODY and BODYSTRUCTURE in the IMAP wire form Dovecot 2.3 writes.
 
-It lives in the tests because rendering is the IMAP server's job; it documents what the
-structure must allow IMAP to do.
+Mirrors imap-envelope.c, imap-bodystructure.c and imap-quote.c: a string is quoted unless
+it holds CR, LF, an 8-bit octet or more than four ``"``/``\\``, in which case it is sent as
+a literal ``{n}\\r\\n...``; display names and the subject are "for humans" (runs of
+whitespace squeezed, NUL shown as 0x80); Date, In-Reply-To, Message-ID, Content-ID,
+-Description, -MD5 and -Location lose their line breaks.
+
+Every function returns the parenthesised item as it follows ``ENVELOPE `` /
+``BODYSTRUCTURE `` / ``BODY `` in a FETCH response. Pure: bytes in, bytes out.
 """
 
 from __future__ import annotations
 
+import re
+
 from mailstead.message import Address, Envelope, MimePart, ParsedMessage
 
+__all__ = [
+    "body",
+    "bodystructure",
+    "envelope",
+    "envelope_of",
+    "for_humans",
+    "nstring",
+    "nstring_nolf",
+]
+
+# imap-quote.c: past this many '"' / '\' a literal is shorter than a quoted string
 _QUOTED_MAX_ESCAPES = 4
+
+# anything that stops a string from being written quoted as it is
+_NEEDS_WORK = re.compile(rb'[\r\n"\\\x80-\xff]')
+_NEEDS_LITERAL = re.compile(rb"[\r\n\x80-\xff]")
+# anything imap_append_string_for_humans() would change
+_HUMANS_WORK = re.compile(rb'[\x00\t\r\n"\\\x80-\xff]|  |\A | \Z')
+_ESCAPE = re.compile(rb'(["\\])')
 
 
 def _b(s: str) -> bytes:
     return s.encode("utf-8", "surrogateescape")
 
 
+def _literal(src: bytes) -> bytes:
+    return b"{%d}\r\n" % len(src) + src
+
+
 def nstring(src: bytes | None) -> bytes:
+    """imap_append_nstring(): NIL, a quoted string or a literal."""
     if src is None:
         return b"NIL"
-    escapes = 0
-    for c in src:
-        if c in (0x22, 0x5C):
-            escapes += 1
-            if escapes <= _QUOTED_MAX_ESCAPES:
-                continue
-            return b"{%d}\r\n" % len(src) + src
-        if c in (0x0D, 0x0A) or c >= 0x80:
-            return b"{%d}\r\n" % len(src) + src
-    out = bytearray(b'"')
-    for c in src:
-        if c in (0x22, 0x5C):
-            out += b"\\"
-        out.append(c)
-    return bytes(out + b'"')
+    if _NEEDS_WORK.search(src) is None:
+        return b'"' + src + b'"'
+    if _NEEDS_LITERAL.search(src) is not None:
+        return _literal(src)
+    if src.count(b'"') + src.count(b"\\") > _QUOTED_MAX_ESCAPES:
+        return _literal(src)
+    return b'"' + _ESCAPE.sub(rb"\\\1", src) + b'"'
+
+
+def _string(s: str) -> bytes:
+    return nstring(_b(s))
 
 
 def nstring_nolf(src: bytes | None) -> bytes:
+    """imap_append_nstring_nolf(): line breaks dropped (a space where the next line does
+    not start with whitespace)."""
     if src is None or (b"\r" not in src and b"\n" not in src):
         return nstring(src)
     out = bytearray()
+    n = len(src)
     for i, c in enumerate(src):
         if c not in (0x0D, 0x0A):
             out.append(c)
-        elif i + 1 < len(src) and src[i + 1] not in (0x20, 0x09, 0x0D, 0x0A):
+        elif i + 1 < n and src[i + 1] not in (0x20, 0x09, 0x0D, 0x0A):
             out += b" "
     return nstring(bytes(out))
 
 
+def _opt_nolf(s: str | None) -> bytes:
+    return b"NIL" if s is None else nstring_nolf(_b(s))
+
+
 def for_humans(src: bytes) -> bytes:
+    """imap_append_string_for_humans(): whitespace runs become one space, leading and
+    trailing whitespace go, NUL becomes 0x80; a changed string is sent as a literal."""
+    if _HUMANS_WORK.search(src) is None:
+        return b'"' + src + b'"'
     modify = False
     remove = 0
     last_lwsp = True
@@ -86,7 +122,7 @@ def for_humans(src: bytes) -> bytes:
     ws_prefix = True
     for c in src:
         if c == 0:
-            out.append(128)
+            out.append(0x80)
             last_lwsp = False
         elif c in (0x0D, 0x0A, 0x09, 0x20):
             if not last_lwsp:
@@ -99,95 +135,138 @@ def for_humans(src: bytes) -> bytes:
             ws_prefix = False
     if last_lwsp and src and not ws_prefix:
         out = out[:-1]
-    return b"{%d}\r\n" % len(out) + bytes(out)
+    return _literal(bytes(out))
+
+
+_GROUP_END = b"(NIL NIL NIL NIL)"
 
 
 def _addr(a: Address) -> bytes:
     if a.group is not None:
-        return b"(NIL NIL " + nstring(_b(a.group)) + b" NIL)"
+        return b"(NIL NIL " + _string(a.group) + b" NIL)"
     if a.group_end:
-        return b"(NIL NIL NIL NIL)"
+        return _GROUP_END
     name = b"NIL" if a.name_raw is None else for_humans(a.name_raw)
-    route = b"NIL" if a.route is None else nstring(_b(a.route))
-    dom = b"NIL" if a.domain is None else nstring(_b(a.domain))
-    return b"(" + b" ".join([name, route, nstring(_b(a.local)), dom]) + b")"
+    route = b"NIL" if a.route is None else _string(a.route)
+    dom = b"NIL" if a.domain is None else _string(a.domain)
+    return b"(" + name + b" " + route + b" " + _string(a.local) + b" " + dom + b")"
 
 
 def _addrs(lst: list[Address]) -> bytes:
     if not lst:
         return b"NIL"
-    return b"(" + b"".join(_addr(a) for a in lst) + b")"
+    return b"(" + b"".join([_addr(a) for a in lst]) + b")"
 
 
-def envelope(e: Envelope) -> bytes:
-    return b" ".join(
+def envelope_of(e: Envelope) -> bytes:
+    """The ENVELOPE of an :class:`Envelope` (imap_envelope_write), in parentheses."""
+    return b"".join(
         [
+            b"(",
             nstring_nolf(e.date),
+            b" ",
             b"NIL" if e.subject is None else for_humans(e.subject),
+            b" ",
             _addrs(e.from_),
-            _addrs(e.imap_sender),
-            _addrs(e.imap_reply_to),
+            b" ",
+            _addrs(e.sender or e.from_),
+            b" ",
+            _addrs(e.reply_to or e.from_),
+            b" ",
             _addrs(e.to),
+            b" ",
             _addrs(e.cc),
+            b" ",
             _addrs(e.bcc),
+            b" ",
             nstring_nolf(e.in_reply_to),
+            b" ",
             nstring_nolf(e.message_id),
+            b")",
         ]
     )
+
+
+def envelope(parsed: ParsedMessage) -> bytes:
+    """``FETCH ENVELOPE``: the message's envelope, in parentheses."""
+    return envelope_of(parsed.envelope)
 
 
 def _params(params: list[tuple[str, str]]) -> bytes:
     if not params:
         return b"NIL"
-    return b"(" + b" ".join(nstring(_b(k)) + b" " + nstring(_b(v)) for k, v in params) + b")"
+    return b"(" + b" ".join([_string(k) + b" " + _string(v) for k, v in params]) + b")"
 
 
 def _common(p: MimePart) -> bytes:
+    """disposition, language, location (part_write_bodystructure_common)."""
     disp = (
         b"NIL"
         if p.disposition is None
-        else b"(" + nstring(_b(p.disposition)) + b" " + _params(p.disposition_params) + b")"
+        else b"(" + _string(p.disposition) + b" " + _params(p.disposition_params) + b")"
     )
     lang = (
-        b"NIL"
-        if p.language is None
-        else b"(" + b" ".join(nstring(_b(x)) for x in p.language) + b")"
+        b"NIL" if p.language is None else b"(" + b" ".join([_string(x) for x in p.language]) + b")"
     )
-    opt = None if p.location is None else _b(p.location)
-    return b" " + disp + b" " + lang + b" " + nstring_nolf(opt)
+    return b" " + disp + b" " + lang + b" " + _opt_nolf(p.location)
 
 
-_EMPTY = b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL)'
+_EMPTY_BODY = b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0)'
+_EMPTY_BODYSTRUCTURE = b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL)'
 
 
-def _opt(s: str | None) -> bytes | None:
-    return None if s is None else _b(s)
-
-
-def bodystructure(p: MimePart) -> bytes:
-    if p.is_multipart:
-        kids = b"".join(b"(" + bodystructure(c) + b")" for c in p.children) or _EMPTY
-        return kids + b" " + nstring(_b(p.subtype)) + b" " + _params(p.params) + _common(p)
-    out = [
-        nstring(_b(p.type)),
-        nstring(_b(p.subtype)),
-        _params(p.params),
-        nstring_nolf(_opt(p.id)),
-        nstring_nolf(_opt(p.description)),
-        nstring(_b(p.encoding)),
-        b"%d" % p.size,
-    ]
+def _write(p: MimePart, ext: bool, out: list[bytes]) -> None:
+    """One body (without its outer parentheses) appended to ``out``."""
+    if p.type == "multipart":
+        if p.children:
+            for c in p.children:
+                out.append(b"(")
+                _write(c, ext, out)
+                out.append(b")")
+        else:  # no parts: Dovecot shows one empty text/plain part
+            out.append(_EMPTY_BODYSTRUCTURE if ext else _EMPTY_BODY)
+        out.append(b" ")
+        out.append(_string(p.subtype))
+        if ext:
+            out.append(b" ")
+            out.append(_params(p.params))
+            out.append(_common(p))
+        return
+    out.append(_string(p.type))
+    out.append(b" ")
+    out.append(_string(p.subtype))
+    out.append(b" ")
+    out.append(_params(p.params))
+    out.append(b" ")
+    out.append(_opt_nolf(p.id))
+    out.append(b" ")
+    out.append(_opt_nolf(p.description))
+    out.append(b" ")
+    out.append(_string(p.encoding))
+    out.append(b" %d" % p.size)
     if p.message is not None:
-        out.append(b"(" + envelope(p.message.envelope) + b")")
-        out.append(b"(" + bodystructure(p.message.root) + b")")
+        out.append(b" ")
+        out.append(envelope_of(p.message.envelope))
+        out.append(b" (")
+        _write(p.message.root, ext, out)
+        out.append(b")")
     if p.lines is not None:
-        out.append(b"%d" % p.lines)
-    out.append(nstring_nolf(_opt(p.md5)))
-    return b" ".join(out) + _common(p)
+        out.append(b" %d" % p.lines)
+    if ext:
+        out.append(b" ")
+        out.append(_opt_nolf(p.md5))
+        out.append(_common(p))
 
 
-def fetch_items(m: ParsedMessage) -> bytes:
-    """What Dovecot answers to FETCH (ENVELOPE BODYSTRUCTURE), inside the parentheses."""
-    return (
-        b"ENVELOPE (" + envelope(m.envelope) + b") BODYSTRUCTURE (" + bodystructure(m.root) + b")"
-    )
+def bodystructure(part: MimePart, extensible: bool = True) -> bytes:
+    """``FETCH BODYSTRUCTURE`` (``extensible``) or ``FETCH BODY`` (without extension
+    data, RFC 9051 §7.5.2) of ``part`` and everything below it, in parentheses."""
+    out: list[bytes] = [b"("]
+    _write(part, extensible, out)
+    out.append(b")")
+    return b"".join(out)
+
+
+def body(part: MimePart) -> bytes:
+    """``FETCH BODY`` (non-extensible BODYSTRUCTURE)."""
+    return bodystructure(part, extensible=False)
