@@ -209,12 +209,11 @@ class ServerCore:
             mode = self._mode
             if mode is _Mode.CLOSED:
                 return NEED_DATA
-            if self._inflate is not None and self._zin:
-                self._pump_inflate()
-                continue
             if mode is _Mode.IDLE or mode is _Mode.AUTHENTICATE:
                 line = self._rx.line()
                 if line is None:
+                    if self._inflate_more():
+                        continue
                     if self._eof:
                         self._close("eof")
                         continue
@@ -229,6 +228,8 @@ class ServerCore:
                 return PAUSED
             out = self._rx.step(self._judge)
             if out is None:
+                if self._inflate_more():
+                    continue
                 if self._eof:
                     self._close("eof")
                     continue
@@ -313,20 +314,24 @@ class ServerCore:
         self.send(response.tagged("*", "BYE", text))
         self._close("bye")
 
-    def _pump_inflate(self) -> None:
+    def _inflate_more(self) -> bool:
+        """Inflate compressed input into the receiver, at most up to ``max_buffered_input``
+        unread octets (a small deflate stream can expand a thousandfold). True when the receiver
+        got input or the connection was closed; only called when the receiver needs input."""
         inflate = self._inflate
-        assert inflate is not None
+        if inflate is None or not self._zin:
+            return False
         room = self._settings.max_buffered_input - self._rx.unread
-        if room <= 0:
-            return
         try:
-            data = inflate.decompress(self._zin, room)
+            data = inflate.decompress(self._zin, max(room, 1))
         except zlib.error:
             self._bye("Invalid compressed data")
-            return
+            return True
         self._zin = inflate.unconsumed_tail
         if data:
             self._rx.feed(data)
+            return True
+        return False
 
     def _refuse(self, tag: str | None, status: str, text: str, code: bytes | None) -> None:
         self.send(response.tagged(tag or "*", "NO" if status == "NO" else "BAD", text, code))
