@@ -20,6 +20,8 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"message"},
     "directory": {"store", "message"},
     "delivery": {"store", "directory", "mailauth", "message", "observability"},
+    # the IMAP service layer: session logic over the store, answering the protocol core's commands
+    "imap": {"store", "directory", "message", "protocols", "observability"},
     "queue": {"store", "directory", "mailauth", "message", "observability"},
     "filtering": {"store", "directory", "mailauth", "message", "observability"},
 }

@@ -27,12 +27,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     path = config_path(args)
 
     def ready(bound: BoundAddresses) -> None:
-        line = json.dumps({"smtp": bound.smtp}) + "\n"
+        line = json.dumps(bound.as_json()) + "\n"
         if args.ready_fd is not None:
             with open(args.ready_fd, "w", closefd=True) as out:
                 out.write(line)
         else:
-            print(f"mailstead: ready: smtp {bound.smtp}", file=sys.stderr, flush=True)
+            print(f"mailstead: ready: {bound.as_json()}", file=sys.stderr, flush=True)
 
     try:
         run(path, ready=ready)

@@ -10,8 +10,10 @@ every problem, each naming its dotted key. Loading has no side effects, so a rel
 from mailstead.config._load import ConfigError, load_config
 from mailstead.config._render import render_config_file, render_docs, render_effective
 from mailstead.config._schema import (
+    AuthConfig,
     Config,
     DeliveryConfig,
+    IMAPConfig,
     ListenConfig,
     LogConfig,
     ServerConfig,
@@ -22,9 +24,11 @@ from mailstead.config._schema import (
 from mailstead.config._values import ListenAddress, hostname_problem, parse_listen_address
 
 __all__ = [
+    "AuthConfig",
     "Config",
     "ConfigError",
     "DeliveryConfig",
+    "IMAPConfig",
     "ListenAddress",
     "ListenConfig",
     "LogConfig",

@@ -264,6 +264,35 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
+class IMAPConfig:
+    max_connections: int = setting(
+        1000, Int(minimum=1), "Most simultaneous IMAP connections, over all listeners."
+    )
+    max_connections_per_ip: int = setting(
+        50,
+        Int(minimum=1),
+        "Most simultaneous IMAP connections from one client address (IPv6: from one /64). Mail "
+        "clients open several per account.",
+    )
+    append_limit: int = setting(
+        "50M",
+        Size(minimum=1024),
+        "Largest message APPEND accepts, announced as APPENDLIMIT (RFC 7889); larger ones are "
+        "refused with NO [TOOBIG] before they are sent.",
+    )
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    allow_plaintext_on_loopback: bool = setting(
+        False,
+        Bool(),
+        "Accept passwords (IMAP LOGIN/AUTHENTICATE) without TLS from loopback clients, e.g. a "
+        "webmail or a test on the same machine. Everyone else must use TLS first.",
+    )
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = setting(
         "info",
@@ -298,6 +327,8 @@ class Config:
     )
     delivery: DeliveryConfig = section(DeliveryConfig, "Local delivery: address resolution.")
     storage: StorageConfig = section(StorageConfig, "Where and how mail is stored.")
+    imap: IMAPConfig = section(IMAPConfig, "The IMAP server (imap and imaps listeners).")
+    auth: AuthConfig = section(AuthConfig, "Authentication of users, for every protocol.")
     log: LogConfig = section(LogConfig, "Logging.")
     # Not TOML keys: where the snapshot was loaded from.
     path: Path = Path("mailstead.toml")

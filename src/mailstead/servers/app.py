@@ -20,6 +20,7 @@ from mailstead.directory import Directory
 from mailstead.observability.log import log_event, setup_logging
 from mailstead.protocols.smtp import ServerSettings
 from mailstead.security.tls import server_context
+from mailstead.servers.imap import IMAPLimits, IMAPService, IMAPServiceState
 from mailstead.servers.smtp import SMTPLimits, SMTPService, SMTPServiceState
 from mailstead.store import Store, open_sqlite
 
@@ -87,11 +88,25 @@ def load_tls(config: Config) -> ssl.SSLContext | None:
     return server_context(cert, key, min_version=config.tls.min_version)
 
 
+def imap_limits(config: Config) -> IMAPLimits:
+    return IMAPLimits(
+        max_connections=config.imap.max_connections,
+        max_connections_per_ip=config.imap.max_connections_per_ip,
+        max_append_size=config.imap.append_limit,
+        allow_insecure_auth_on_loopback=config.auth.allow_plaintext_on_loopback,
+    )
+
+
 @dataclass(slots=True)
 class BoundAddresses:
     """Where each service actually listens (port 0 in the config picks a free port)."""
 
     smtp: list[tuple[str, int]]
+    imap: list[tuple[str, int]]
+    imaps: list[tuple[str, int]]
+
+    def as_json(self) -> dict[str, list[tuple[str, int]]]:
+        return {"smtp": self.smtp, "imap": self.imap, "imaps": self.imaps}
 
 
 class MailServer:
@@ -112,19 +127,33 @@ class MailServer:
             spool_dir=config.server.data_dir / "spool",
         )
         self.smtp = SMTPService(self.smtp_state)
+        self.imap_state = IMAPServiceState(
+            hostname=config.server.hostname,
+            store=self.store,
+            directory=self.directory,
+            tls_context=self.tls_context,
+            limits=imap_limits(config),
+        )
+        self.imap = IMAPService(self.imap_state)
         self.bound: BoundAddresses | None = None
         self._stopped = asyncio.Event()
 
     async def start(self) -> BoundAddresses:
         await self.store.open()
-        smtp = await self.smtp.start([(a.host, a.port) for a in self.config.listen.smtp])
-        self.bound = BoundAddresses(smtp=smtp)
-        log_event(log, "server.started", hostname=self.config.server.hostname, smtp=smtp)
+        listen = self.config.listen
+        smtp = await self.smtp.start([(a.host, a.port) for a in listen.smtp])
+        imap, imaps = await self.imap.start(
+            [(a.host, a.port) for a in listen.imap], [(a.host, a.port) for a in listen.imaps]
+        )
+        self.bound = BoundAddresses(smtp=smtp, imap=imap, imaps=imaps)
+        log_event(
+            log, "server.started", hostname=self.config.server.hostname, listen=self.bound.as_json()
+        )
         return self.bound
 
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
         log_event(log, "server.stopping")
-        await self.smtp.shutdown(grace)
+        await asyncio.gather(self.smtp.shutdown(grace), self.imap.shutdown(grace))
         await self.store.close()
         log_event(log, "server.stopped")
         self._stopped.set()
@@ -149,6 +178,9 @@ class MailServer:
         self.smtp_state.tls_context = tls
         self.smtp_state.settings = smtp_settings(new, tls_available=tls is not None)
         self.smtp_state.limits = smtp_limits(new)
+        self.imap_state.tls_context = tls
+        self.imap_state.limits = imap_limits(new)
+        self.imap_state.hostname = new.server.hostname
         self.directory.recipient_delimiter = new.delivery.recipient_delimiter
         self.directory.max_alias_depth = new.delivery.max_alias_depth
         self.config = new

@@ -39,6 +39,7 @@ from mailstead.protocols.smtp import (
 )
 from mailstead.protocols.smtp.state import TRANSACTION_STATES
 from mailstead.security.limits import client_key
+from mailstead.servers.stream import StreamSession
 from mailstead.store import StoreError, StoreErrorCode
 
 log = logging.getLogger("mailstead.smtp")
@@ -117,90 +118,28 @@ class SMTPServiceState:
             self.idle.set()
 
 
-class SMTPSession(asyncio.Protocol):
+class SMTPSession(StreamSession):
     """One SMTP connection: the protocol callbacks feed a per-connection task."""
 
     def __init__(self, state: SMTPServiceState) -> None:
+        super().__init__()
         self.state = state
-        # uvloop's transports are not asyncio.Transport subclasses: typed by what we use.
-        self.transport: Any = None
-        self.peer_ip = "unknown"
-        self.peer_port = 0
         self.client_key = "unknown"
-        self._inbox: list[bytes] = []
-        self._inbox_size = 0
-        self._eof = False
-        self._wakeup = asyncio.Event()
-        self._paused_reading = False
-        self._can_write = asyncio.Event()
-        self._can_write.set()
         self._task: asyncio.Task[None] | None = None
         self.in_transaction = False
         self.session_id = new_id()
 
-    # -- asyncio.Protocol callbacks ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
-        if peer:
-            self.peer_ip, self.peer_port = str(peer[0]), int(peer[1])
+        super().connection_made(transport)
         self.client_key = client_key(self.peer_ip)
         self.state.register(self)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def data_received(self, data: bytes) -> None:
-        self._inbox.append(data)
-        self._inbox_size += len(data)
-        if self._inbox_size > 256 * 1024 and not self._paused_reading and self.transport:
-            self.transport.pause_reading()  # the core catches up before we read more
-            self._paused_reading = True
-        self._wakeup.set()
-
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._wakeup.set()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._eof = True
-        self._wakeup.set()
-        self._can_write.set()
-
-    def pause_writing(self) -> None:
-        self._can_write.clear()
-
-    def resume_writing(self) -> None:
-        self._can_write.set()
-
-    # -- the session task ------------------------------------------------------------------------
-    async def _next_data(self, wait: float) -> bytes | None:
-        """Bytes from the client, b"" at EOF, None on timeout or shutdown while idle."""
-        deadline = time.monotonic() + wait
-        while not self._inbox:
-            if self._eof:
-                return b""
-            if self.state.shutting_down and not self.in_transaction:
-                return None
-            self._wakeup.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await self._wakeup.wait()
-        data = b"".join(self._inbox)
-        self._inbox.clear()
-        self._inbox_size = 0
-        if self._paused_reading and self.transport is not None:
-            self._paused_reading = False
-            self.transport.resume_reading()
-        return data
+    def _interrupted(self) -> bool:
+        return self.state.shutting_down and not self.in_transaction
 
     async def _flush(self, core: ServerCore) -> None:
-        out = core.data_to_send()
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(out)
-            await self._can_write.wait()
+        await self.write(core.data_to_send())
 
     async def _run(self) -> None:
         state = self.state
@@ -222,8 +161,7 @@ class SMTPSession(asyncio.Protocol):
             self.state.unregister(self)
 
     async def _refuse(self, reply: Reply) -> None:
-        assert self.transport is not None
-        self.transport.write(_format(reply))
+        await self.write(_format(reply))
         log_event(log, "smtp.refused", client=self.peer_ip, reply=reply.code)
 
     async def _serve(self) -> None:
@@ -242,7 +180,7 @@ class SMTPSession(asyncio.Protocol):
                     if core.state in TRANSACTION_STATES
                     else state.limits.idle_timeout
                 )
-                data = await self._next_data(timeout)
+                data = await self.next_data(timeout, self._interrupted)
                 if data is None:
                     if state.shutting_down:
                         core.close(_SHUTTING_DOWN, "shutdown")
@@ -279,9 +217,11 @@ class SMTPSession(asyncio.Protocol):
                 self.in_transaction = False
             elif isinstance(event, StartTLS):
                 await self._flush(core)
-                if not await self._start_tls():
+                assert state.tls_context is not None
+                if not await self.start_tls(state.tls_context, state.limits.idle_timeout):
+                    log_event(log, "smtp.tls_failed", client=self.peer_ip)
                     return
-                tx.tls = self._tls_description()
+                tx.tls = self.tls_description()
                 core.tls_started()
                 helo = ""
             elif isinstance(event, Quit | CloseConnection):
@@ -408,38 +348,6 @@ class SMTPSession(asyncio.Protocol):
     def _abort(self, tx: _Transaction, reason: str) -> None:
         tx.reset(self.state.spool_dir)
 
-    async def _start_tls(self) -> bool:
-        context = self.state.tls_context
-        assert context is not None
-        assert self.transport is not None
-        # CVE-2011-0411: nothing received in plaintext after STARTTLS may be read as a command.
-        self._inbox.clear()
-        self._inbox_size = 0
-        loop = asyncio.get_running_loop()
-        try:
-            new_transport = await asyncio.wait_for(
-                loop.start_tls(self.transport, self, context, server_side=True),
-                self.state.limits.idle_timeout,
-            )
-        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-            log_event(log, "smtp.tls_failed", client=self.peer_ip, error=str(exc))
-            return False
-        if new_transport is None:
-            return False
-        self.transport = new_transport
-        return True
-
-    def _tls_description(self) -> str:
-        assert self.transport is not None
-        ssl_object = self.transport.get_extra_info("ssl_object")
-        if ssl_object is None:
-            return ""
-        cipher = ssl_object.cipher()
-        if cipher is None:
-            return f"using {ssl_object.version()}"
-        name, _version, bits = cipher
-        return f"using {ssl_object.version()} with cipher {name} ({bits}/{bits} bits)"
-
 
 @dataclass(slots=True)
 class _Transaction:
@@ -494,7 +402,7 @@ class SMTPService:
         state = self.state
         state.shutting_down = True
         for session in list(state.sessions):
-            session._wakeup.set()
+            session.wakeup.set()
         if state.sessions:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(state.idle.wait(), grace)

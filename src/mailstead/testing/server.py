@@ -44,14 +44,15 @@ def write_config(
             "smtp": ["127.0.0.1:0"],
             "submission": [],
             "submissions": [],
-            "imap": [],
-            "imaps": [],
+            "imap": ["127.0.0.1:0"],
+            "imaps": ["127.0.0.1:0"],
             "pop3": [],
             "pop3s": [],
             "managesieve": [],
             "http": [],
         },
         "log": {"format": "json", "file": "mailstead.log"},
+        "auth": {"allow_plaintext_on_loopback": True},
     }
     for section, values in (overrides or {}).items():
         sections.setdefault(section, {}).update(values)
@@ -103,10 +104,20 @@ class RunningServer:
     config_path: Path
     process: subprocess.Popen[bytes]
     smtp: list[tuple[str, int]] = field(default_factory=list)
+    imap: list[tuple[str, int]] = field(default_factory=list)
+    imaps: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def smtp_address(self) -> tuple[str, int]:
         return self.smtp[0]
+
+    @property
+    def imap_address(self) -> tuple[str, int]:
+        return self.imap[0]
+
+    @property
+    def imaps_address(self) -> tuple[str, int]:
+        return self.imaps[0]
 
     @property
     def data_dir(self) -> Path:
@@ -232,6 +243,13 @@ def _await_ready(
     finally:
         os.close(read_fd)
     info = json.loads(buffer.split(b"\n", 1)[0])
+    def addresses(name: str) -> list[tuple[str, int]]:
+        return [(str(h), int(p)) for h, p in info.get(name, [])]
+
     return RunningServer(
-        config_path, process, smtp=[(str(h), int(p)) for h, p in info.get("smtp", [])]
+        config_path,
+        process,
+        smtp=addresses("smtp"),
+        imap=addresses("imap"),
+        imaps=addresses("imaps"),
     )

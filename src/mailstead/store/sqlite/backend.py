@@ -786,6 +786,30 @@ class SQLiteStore:
             self.feed.publish([target_id, source_id] if move else [target_id])
         return result
 
+    async def claim_recent(self, mailbox_id: int, up_to_uid: int, *, claim: bool) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT first_recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,)
+            ).fetchone()
+            if row is None:
+                raise StoreError(StoreErrorCode.NONEXISTENT, "no such mailbox")
+            first: int = row[0]
+            return first
+
+        if not claim:
+            return await self._read(read)
+
+        def job(conn: sqlite3.Connection) -> int:
+            first = read(conn)
+            if up_to_uid > first:
+                conn.execute(
+                    "UPDATE mailboxes SET first_recent_uid = ? WHERE id = ?",
+                    (up_to_uid, mailbox_id),
+                )
+            return first
+
+        return await self._write(job)
+
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges:
         def job(conn: sqlite3.Connection) -> MailboxChanges:
             row = conn.execute(

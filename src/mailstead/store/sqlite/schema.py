@@ -102,6 +102,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX expunged_modseq ON expunged(mailbox_id, modseq);
     """,
+    # 3: IMAP4rev1 \Recent: messages from this UID on are new to the next session that selects
+    """
+    ALTER TABLE mailboxes ADD COLUMN first_recent_uid INTEGER NOT NULL DEFAULT 1;
+    """,
 )
 
 

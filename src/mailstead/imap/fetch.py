@@ -1,0 +1,171 @@
+"""FETCH: the data items of RFC 9051 §6.4.5 for a list of messages of the selected mailbox."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Sequence
+
+from mailstead.imap import render, sections
+from mailstead.imap.search import email_id
+from mailstead.imap.view import MailboxView
+from mailstead.message import ParsedMessage, from_json
+from mailstead.protocols.imap import commands as c
+from mailstead.protocols.imap import response as r
+from mailstead.store import FlagOp, MessageInfo, Store
+
+BATCH = 256  # messages read from the store per query
+
+# RFC 9051 §6.4.5: the RFC822 items are BODY sections under another name.
+_RFC822 = {
+    "RFC822": sections.Section(),
+    "RFC822.HEADER": sections.Section(kind="HEADER"),
+    "RFC822.TEXT": sections.Section(kind="TEXT"),
+}
+
+# Items answered from the session's view alone, without reading the store.
+_VIEW_ONLY = frozenset({"UID", "FLAGS", "MODSEQ"})
+
+
+def internal_date(timestamp: int) -> bytes:
+    """``"23-Nov-2026 10:00:00 +0000"`` (RFC 9051 date-time, UTC)."""
+    when = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    return b'"' + when.strftime("%d-%b-%Y %H:%M:%S +0000").encode() + b'"'
+
+
+def _sets_seen(item: c.FetchItem) -> bool:
+    if isinstance(item, c.BodySection):
+        return not item.peek
+    return isinstance(item, c.FetchAtt) and item.name in ("RFC822", "RFC822.TEXT")
+
+
+def _needs_raw(item: c.FetchItem) -> bool:
+    if isinstance(item, c.BodySection | c.BinarySize):
+        return True
+    return isinstance(item, c.FetchAtt) and item.name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT")
+
+
+class Fetcher:
+    """Answers one FETCH command."""
+
+    def __init__(self, store: Store, view: MailboxView, *, utf8: bool) -> None:
+        self.store = store
+        self.view = view
+        self.utf8 = utf8
+
+    async def fetch(
+        self, uids: Sequence[int], items: Sequence[c.FetchItem], send: Callable[[bytes], None]
+    ) -> tuple[str, str] | None:
+        """Send one untagged FETCH per message; a (code, text) failure stops the command."""
+        view = self.view
+        wants_seen = not view.read_only and any(_sets_seen(i) for i in items)
+        implicit_flags = wants_seen and not any(
+            isinstance(i, c.FetchAtt) and i.name == "FLAGS" for i in items
+        )
+        if wants_seen:
+            unseen = [u for u in uids if "\\Seen" not in view.flags.get(u, frozenset())]
+            if unseen:
+                update = await self.store.store_flags(
+                    view.mailbox_id, unseen, FlagOp.ADD, frozenset({"\\Seen"})
+                )
+                for message in update.changed:
+                    view.set_flags(message)
+        view_only = all(isinstance(i, c.FetchAtt) and i.name in _VIEW_ONLY for i in items)
+        needs_raw = any(_needs_raw(i) for i in items)
+        for start in range(0, len(uids), BATCH):
+            chunk = uids[start : start + BATCH]
+            infos: dict[int, MessageInfo] = {}
+            if not view_only:
+                infos = {m.uid: m for m in await self.store.get_messages(view.mailbox_id, chunk)}
+            for uid in chunk:
+                seq = view.seq_of(uid)
+                if seq is None:
+                    continue
+                info = infos.get(uid)
+                if not view_only and info is None:
+                    continue  # expunged meanwhile by another session
+                raw = await self.store.read_blob(info.blob_id) if needs_raw and info else None
+                parts, failure = self._message(uid, info, raw, items)
+                if failure is not None:
+                    return failure
+                if implicit_flags:
+                    parts += [b"FLAGS", r.flag_list(view.display_flags(uid))]
+                send(r.untagged(seq, "FETCH", r.plist(parts)))
+        return None
+
+    def _message(
+        self,
+        uid: int,
+        info: MessageInfo | None,
+        raw: bytes | None,
+        items: Sequence[c.FetchItem],
+    ) -> tuple[list[bytes], tuple[str, str] | None]:
+        view = self.view
+        parts: list[bytes] = []
+        parsed: ParsedMessage | None = None
+        for item in items:
+            if isinstance(item, c.FetchAtt):
+                name = item.name
+                if name == "UID":
+                    parts += [b"UID", str(uid).encode()]
+                elif name == "FLAGS":
+                    parts += [b"FLAGS", r.flag_list(view.display_flags(uid))]
+                elif name == "MODSEQ":
+                    parts += [b"MODSEQ", r.plist([str(view.modseqs.get(uid, 0)).encode()])]
+                else:
+                    assert info is not None
+                    if parsed is None and name in ("ENVELOPE", "BODYSTRUCTURE", "BODY"):
+                        parsed = from_json(info.structure)
+                    if name == "INTERNALDATE":
+                        parts += [b"INTERNALDATE", internal_date(info.internal_date)]
+                    elif name == "RFC822.SIZE":
+                        parts += [b"RFC822.SIZE", str(info.size).encode()]
+                    elif name == "ENVELOPE":
+                        assert parsed is not None
+                        parts += [b"ENVELOPE", render.envelope(parsed)]
+                    elif name == "BODYSTRUCTURE":
+                        assert parsed is not None
+                        parts += [b"BODYSTRUCTURE", render.bodystructure(parsed.root, True)]
+                    elif name == "BODY":
+                        assert parsed is not None
+                        parts += [b"BODY", render.bodystructure(parsed.root, False)]
+                    elif name == "EMAILID":
+                        parts += [b"EMAILID", r.plist([email_id(info)])]
+                    elif name == "THREADID":
+                        parts += [b"THREADID", b"NIL"]
+                    elif name == "SAVEDATE":
+                        parts += [b"SAVEDATE", b"NIL"]
+                    elif name in _RFC822:
+                        assert raw is not None
+                        if parsed is None:
+                            parsed = from_json(info.structure)
+                        data = sections.body_section(raw, parsed, _RFC822[name])
+                        parts += [name.encode(), r.literal(data)]
+                continue
+            assert info is not None
+            assert raw is not None
+            if parsed is None:
+                parsed = from_json(info.structure)
+            try:
+                if isinstance(item, c.BinarySize):
+                    parts.append(sections.binary_size_item(raw, parsed, item.part))
+                elif item.binary:
+                    parts.append(
+                        sections.binary_item(raw, parsed, item.section.part, _partial(item))
+                    )
+                else:
+                    parts.append(
+                        sections.body_item(raw, parsed, _section(item.section), _partial(item))
+                    )
+            except sections.BinaryError as exc:
+                return parts, (exc.code, exc.text)
+        return parts, None
+
+
+def _section(spec: c.Section) -> sections.Section:
+    return sections.Section(spec.part, spec.text or "", spec.fields)
+
+
+def _partial(item: c.BodySection) -> sections.Partial | None:
+    if item.partial is None:
+        return None
+    return sections.Partial(*item.partial)

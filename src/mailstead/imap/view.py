@@ -1,0 +1,143 @@
+"""A session's view of its selected mailbox: sequence numbers, flags, and what it has not yet
+been told.
+
+IMAP sequence numbers are per session: they change only when the session is told of an expunge
+(RFC 9051 §7.5.1). The view keeps the UIDs in order and learns about other sessions' changes from
+the store (``changes_since`` the MODSEQ it last saw), turning them into untagged EXISTS, EXPUNGE
+(or VANISHED) and FETCH FLAGS responses when the protocol allows them to be sent.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from mailstead.store import MailboxChanges, MailboxInfo, MessageFlags
+
+
+@dataclass(slots=True)
+class Updates:
+    """Untagged news for the client, computed by :meth:`MailboxView.apply`."""
+
+    expunged_seqs: list[int] = field(default_factory=list)  # in the order to send them
+    vanished_uids: list[int] = field(default_factory=list)
+    exists: int | None = None
+    new_uids: list[int] = field(default_factory=list)
+    flag_changes: list[tuple[int, MessageFlags]] = field(default_factory=list)  # (seq, message)
+
+
+class MailboxView:
+    """The selected mailbox as this session knows it."""
+
+    def __init__(
+        self, info: MailboxInfo, messages: Iterable[MessageFlags], read_only: bool
+    ) -> None:
+        self.info = info
+        self.mailbox_id = info.id
+        self.read_only = read_only
+        self.uidvalidity = info.uidvalidity
+        self.uids: list[int] = []
+        self.flags: dict[int, frozenset[str]] = {}
+        self.modseqs: dict[int, int] = {}
+        for message in messages:
+            self.uids.append(message.uid)
+            self.flags[message.uid] = message.flags
+            self.modseqs[message.uid] = message.modseq
+        self.highestmodseq = info.highestmodseq
+        self.uidnext = info.uidnext
+        self.keywords: set[str] = {f for fl in self.flags.values() for f in fl if f[:1] != "\\"}
+        self.recent: set[int] = set()  # IMAP4rev1 \Recent, for this session only
+        # news from the store not yet told to the client (expunges wait for an allowed moment)
+        self._pending_expunges: set[int] = set()
+
+    # -- numbers -------------------------------------------------------------------------------
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def seq_of(self, uid: int) -> int | None:
+        i = bisect.bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+
+    def uid_of(self, seq: int) -> int:
+        return self.uids[seq - 1]
+
+    @property
+    def max_uid(self) -> int:
+        return self.uids[-1] if self.uids else 0
+
+    def uids_in_ranges(self, ranges: list[tuple[int, int]]) -> list[int]:
+        """UIDs of the view within UID ranges (RFC 9051 §6.4.8: non-existent ones ignored)."""
+        out: set[int] = set()
+        for lo, hi in ranges:
+            start = bisect.bisect_left(self.uids, lo)
+            end = bisect.bisect_right(self.uids, hi)
+            out.update(self.uids[start:end])
+        return sorted(out)
+
+    # -- own changes ---------------------------------------------------------------------------
+    def set_flags(self, message: MessageFlags) -> None:
+        if message.uid in self.flags:
+            self.flags[message.uid] = message.flags
+            self.modseqs[message.uid] = message.modseq
+            self.keywords.update(f for f in message.flags if f[:1] != "\\")
+
+    def display_flags(self, uid: int) -> list[str]:
+        """Flags as FETCH shows them: stored flags plus this session's \\Recent."""
+        flags = sorted(self.flags.get(uid, ()))
+        return [*flags, "\\Recent"] if uid in self.recent else flags
+
+    def remove(self, uids: Iterable[int]) -> list[int]:
+        """Forget expunged ``uids``; returns the sequence numbers to announce, in sending order
+        (each EXPUNGE renumbers what follows, so highest first keeps them all valid)."""
+        seqs = []
+        for uid in sorted(set(uids), reverse=True):
+            seq = self.seq_of(uid)
+            if seq is None:
+                continue
+            seqs.append(seq)
+            del self.uids[seq - 1]
+            self.flags.pop(uid, None)
+            self.modseqs.pop(uid, None)
+            self.recent.discard(uid)
+            self._pending_expunges.discard(uid)
+        return seqs
+
+    # -- other sessions' changes -----------------------------------------------------------------
+    def apply(self, changes: MailboxChanges, *, expunges_allowed: bool) -> Updates:
+        """Merge what the store says changed; return what to tell the client now."""
+        updates = Updates()
+        if changes.uidvalidity != self.uidvalidity:
+            raise MailboxGone("UIDVALIDITY changed")
+        self._pending_expunges.update(u for u in changes.vanished if u in self.flags)
+        new = [m for m in changes.changed if m.uid > self.max_uid and m.uid not in self.flags]
+        for message in changes.changed:
+            if message.uid in self.flags and message.uid not in self._pending_expunges:
+                if message.flags != self.flags[message.uid]:
+                    self.set_flags(message)
+                    seq = self.seq_of(message.uid)
+                    assert seq is not None
+                    updates.flag_changes.append((seq, message))
+                else:
+                    self.modseqs[message.uid] = message.modseq
+        if expunges_allowed and self._pending_expunges:
+            gone = sorted(self._pending_expunges)
+            updates.vanished_uids = gone
+            updates.expunged_seqs = self.remove(gone)
+        if new:
+            for message in new:
+                self.uids.append(message.uid)
+                self.flags[message.uid] = message.flags
+                self.modseqs[message.uid] = message.modseq
+                self.keywords.update(f for f in message.flags if f[:1] != "\\")
+            updates.exists = self.exists
+            updates.new_uids = [m.uid for m in new]
+        self.uidnext = max(self.uidnext, changes.uidnext)
+        if not self._pending_expunges:
+            self.highestmodseq = max(self.highestmodseq, changes.highestmodseq)
+        return updates
+
+
+class MailboxGone(Exception):
+    """The selected mailbox was deleted or recreated under the session."""

@@ -1,0 +1,310 @@
+"""IMAP (143 with STARTTLS, 993 implicit TLS): an asyncio shell around the sans-IO core and the
+session logic of :mod:`mailstead.imap.session`."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl
+from dataclasses import dataclass, field
+
+from mailstead.directory import Directory
+from mailstead.imap.session import Action, ImapSession, SessionConfig
+from mailstead.observability.ids import new_id
+from mailstead.observability.log import log_event
+from mailstead.protocols.imap import (
+    NEED_DATA,
+    PAUSED,
+    AuthenticateLine,
+    CommandReceived,
+    ConnectionClosed,
+    IdleDone,
+    ProtocolErrorEvent,
+    ServerCore,
+    Settings,
+)
+from mailstead.protocols.imap import response as r
+from mailstead.security.limits import client_key
+from mailstead.servers.stream import StreamSession
+from mailstead.store import Store
+
+log = logging.getLogger("mailstead.imap")
+
+# RFC 9051 §5.4: an idle client must be given at least 30 minutes.
+AUTOLOGOUT = 30 * 60.0
+# Before login a client has no business idling long.
+PRELOGIN_TIMEOUT = 60.0
+# While in IDLE, re-check the store this often even without a wake-up (changes made by another
+# process, e.g. the CLI, do not go through this process's change feed).
+IDLE_POLL = 15.0
+
+
+@dataclass(slots=True)
+class IMAPLimits:
+    max_connections: int = 1000
+    max_connections_per_ip: int = 50
+    max_append_size: int = 50 * 1024 * 1024
+    allow_insecure_auth_on_loopback: bool = False
+
+
+@dataclass(slots=True)
+class IMAPServiceState:
+    hostname: str
+    store: Store
+    directory: Directory
+    tls_context: ssl.SSLContext | None
+    limits: IMAPLimits
+    sessions: set[IMAPConnection] = field(default_factory=set)
+    per_ip: dict[str, int] = field(default_factory=dict)
+    shutting_down: bool = False
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class IMAPConnection(StreamSession):
+    """One IMAP connection."""
+
+    def __init__(self, state: IMAPServiceState, *, implicit_tls: bool) -> None:
+        super().__init__()
+        self.state = state
+        self.implicit_tls = implicit_tls
+        self.client_key = "unknown"
+        self.session_id = new_id()
+        self._task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.client_key = client_key(self.peer_ip)
+        state = self.state
+        state.sessions.add(self)
+        state.per_ip[self.client_key] = state.per_ip.get(self.client_key, 0) + 1
+        state.idle.clear()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def _done(self) -> None:
+        state = self.state
+        if self in state.sessions:
+            state.sessions.discard(self)
+            count = state.per_ip.get(self.client_key, 1) - 1
+            if count <= 0:
+                state.per_ip.pop(self.client_key, None)
+            else:
+                state.per_ip[self.client_key] = count
+            if not state.sessions:
+                state.idle.set()
+
+    async def _run(self) -> None:
+        try:
+            state = self.state
+            limits = state.limits
+            if (
+                state.shutting_down
+                or len(state.sessions) > limits.max_connections
+                or (state.per_ip.get(self.client_key, 0) > limits.max_connections_per_ip)
+            ):
+                text = "Server shutting down" if state.shutting_down else "Too many connections"
+                await self.write(r.untagged("BYE", r.code("UNAVAILABLE"), text))
+                return
+            await self._serve()
+        except Exception:
+            log.exception("imap session failed", extra={"fields": {"session": self.session_id}})
+        finally:
+            self.close()
+            self._done()
+
+    def _loopback(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.peer_ip).is_loopback
+        except ValueError:
+            return False
+
+    async def _serve(self) -> None:
+        state = self.state
+        limits = state.limits
+        core = ServerCore(Settings(max_append_size=limits.max_append_size,
+                                   max_command_literals=limits.max_append_size))  # fmt: skip
+        config = SessionConfig(
+            hostname=state.hostname,
+            append_limit=limits.max_append_size,
+            allow_insecure_auth=limits.allow_insecure_auth_on_loopback and self._loopback(),
+            starttls_available=state.tls_context is not None and not self.implicit_tls,
+        )
+        session = ImapSession(
+            state.store, state.directory, config, core,
+            tls_active=self.implicit_tls, peer=self.peer_ip,
+        )  # fmt: skip
+        session.greeting()
+        while True:
+            event = core.next_event()
+            if event is NEED_DATA:
+                await self.write(core.data_to_send())
+                timeout = AUTOLOGOUT if session.account is not None else PRELOGIN_TIMEOUT
+                data = await self.next_data(timeout, lambda: state.shutting_down)
+                if data is None:
+                    text = "Server shutting down" if state.shutting_down else "Autologout"
+                    core.send(r.untagged("BYE", text))
+                    await self.write(core.data_to_send())
+                    return
+                core.receive_data(data)
+                continue
+            if event is PAUSED:
+                raise RuntimeError("IMAP core paused with no command being handled")
+            if isinstance(event, ConnectionClosed):
+                await self.write(core.data_to_send())
+                return
+            if isinstance(event, ProtocolErrorEvent):
+                continue
+            if isinstance(event, CommandReceived):
+                action = await session.handle(event.tag, event.command)
+                if not await self._after(core, session, action):
+                    return
+
+    async def _after(self, core: ServerCore, session: ImapSession, action: Action) -> bool:
+        """Carry out what a command asked of the connection; False ends it."""
+        state = self.state
+        if action is Action.NONE:
+            core.command_done()
+        elif action is Action.LOGOUT:
+            await self.write(core.data_to_send())
+            return False
+        elif action is Action.STARTTLS:
+            await self.write(core.data_to_send())
+            assert state.tls_context is not None
+            if not await self.start_tls(state.tls_context, PRELOGIN_TIMEOUT):
+                return False
+            core.tls_started()
+            session.tls_active = True
+        elif action is Action.COMPRESS:
+            core.start_compression()
+            core.command_done()
+        elif action is Action.AUTHENTICATE:
+            core.begin_authenticate()
+            await self.write(core.data_to_send())
+            line = await self._next_special(core, AuthenticateLine)
+            if line is None:
+                return False
+            await session.authenticate_line(b"" if line.too_long else line.data)
+            core.command_done()
+        elif action is Action.IDLE:
+            return await self._idle(core, session)
+        return True
+
+    async def _next_special(
+        self, core: ServerCore, kind: type[AuthenticateLine]
+    ) -> AuthenticateLine | None:
+        while True:
+            event = core.next_event()
+            if isinstance(event, kind):
+                return event
+            if isinstance(event, ConnectionClosed):
+                return None
+            if event is NEED_DATA:
+                await self.write(core.data_to_send())
+                data = await self.next_data(PRELOGIN_TIMEOUT)
+                if data is None:
+                    return None
+                core.receive_data(data)
+
+    async def _idle(self, core: ServerCore, session: ImapSession) -> bool:
+        """RFC 2177: push changes until DONE."""
+        state = self.state
+        core.begin_idle()
+        view = session.view
+        feed = state.store.feed
+        with feed.watch(view.mailbox_id if view else -1) as changed:
+            await session.sync(expunges_allowed=True)
+            while True:
+                event = core.next_event()
+                if isinstance(event, IdleDone):
+                    if event.valid:
+                        await session.idle_done()
+                    else:
+                        core.send(r.tagged(session.idle_tag, "BAD", "Expected DONE"))
+                    core.command_done()
+                    return True
+                if isinstance(event, ConnectionClosed):
+                    await self.write(core.data_to_send())
+                    return False
+                await self.write(core.data_to_send())
+                if changed.is_set():
+                    changed.clear()
+                    await session.sync(expunges_allowed=True)
+                    continue
+                data = await self._wait_idle(changed)
+                if data is None:
+                    if state.shutting_down:
+                        core.send(r.untagged("BYE", "Server shutting down"))
+                        await self.write(core.data_to_send())
+                        return False
+                    await session.sync(expunges_allowed=True)
+                    continue
+                core.receive_data(data)
+
+    async def _wait_idle(self, changed: asyncio.Event) -> bytes | None:
+        """Input, or None when the mailbox changed, the poll interval passed, or shutdown."""
+        if self.has_input:
+            return await self.next_data(0)
+        waiter = asyncio.ensure_future(changed.wait())
+        reader = asyncio.ensure_future(
+            self.next_data(IDLE_POLL, lambda: changed.is_set() or self.state.shutting_down)
+        )
+        try:
+            done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if reader in done:
+            return reader.result()
+        self.wakeup.set()  # let the reader see the change and return
+        result = await reader
+        return result
+
+
+class IMAPService:
+    """IMAP listeners (plain+STARTTLS and implicit TLS) and their connections."""
+
+    def __init__(self, state: IMAPServiceState) -> None:
+        self.state = state
+        self.servers: list[asyncio.Server] = []
+
+    async def start(
+        self, plain: list[tuple[str, int]], implicit: list[tuple[str, int]]
+    ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        loop = asyncio.get_running_loop()
+        bound: tuple[list[tuple[str, int]], list[tuple[str, int]]] = ([], [])
+        for addresses, tls, out in ((plain, False, bound[0]), (implicit, True, bound[1])):
+            if tls and self.state.tls_context is None and addresses:
+                log_event(log, "imaps.disabled", logging.WARNING, reason="no certificate")
+                continue
+            for host, port in addresses:
+                server = await loop.create_server(
+                    lambda tls=tls: IMAPConnection(self.state, implicit_tls=tls),
+                    host,
+                    port,
+                    reuse_address=True,
+                    backlog=512,
+                    ssl=self.state.tls_context if tls else None,
+                )
+                self.servers.append(server)
+                for sock in server.sockets:
+                    name = sock.getsockname()
+                    out.append((str(name[0]), int(name[1])))
+        return bound
+
+    async def shutdown(self, grace: float) -> None:
+        state = self.state
+        state.shutting_down = True
+        for connection in list(state.sessions):
+            connection.wakeup.set()
+        if state.sessions:
+            try:
+                async with asyncio.timeout(grace):
+                    await state.idle.wait()
+            except TimeoutError:
+                pass
+        for server in self.servers:
+            server.close()
+        for connection in list(state.sessions):
+            if connection.transport is not None:
+                connection.transport.abort()
+        for server in self.servers:
+            await server.wait_closed()

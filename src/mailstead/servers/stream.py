@@ -1,0 +1,140 @@
+"""What every protocol shell does with its connection: buffer input, flow control, STARTTLS.
+
+A session is an ``asyncio.Protocol`` (fast callbacks, no stream objects) whose ``data_received``
+fills an inbox that a per-connection task drains with ``next_data``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+MAX_INBOX = 256 * 1024  # unread octets before the socket stops being read
+
+
+class StreamSession(asyncio.Protocol):
+    """Connection plumbing shared by the SMTP, IMAP and POP3 shells."""
+
+    def __init__(self) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses: typed by what we use.
+        self.transport: Any = None
+        self.peer_ip = "unknown"
+        self.peer_port = 0
+        self._inbox: list[bytes] = []
+        self._inbox_size = 0
+        self._eof = False
+        self.wakeup = asyncio.Event()
+        self._paused_reading = False
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer_ip, self.peer_port = str(peer[0]), int(peer[1])
+
+    def data_received(self, data: bytes) -> None:
+        self._inbox.append(data)
+        self._inbox_size += len(data)
+        if self._inbox_size > MAX_INBOX and not self._paused_reading and self.transport:
+            self.transport.pause_reading()  # the session catches up before we read more
+            self._paused_reading = True
+        self.wakeup.set()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self.wakeup.set()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self.wakeup.set()
+        self._can_write.set()
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    # -- for the session task --------------------------------------------------------------------
+    @property
+    def has_input(self) -> bool:
+        return bool(self._inbox) or self._eof
+
+    async def next_data(
+        self, wait: float, interrupt: Callable[[], bool] = lambda: False
+    ) -> bytes | None:
+        """Bytes from the client, b"" at EOF, None on timeout or when ``interrupt()`` says so
+        (checked whenever ``wakeup`` is set by someone else, e.g. a shutdown or a mailbox
+        change)."""
+        deadline = time.monotonic() + wait
+        while not self._inbox:
+            if self._eof:
+                return b""
+            if interrupt():
+                return None
+            self.wakeup.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self.wakeup.wait()
+        data = b"".join(self._inbox)
+        self._inbox.clear()
+        self._inbox_size = 0
+        if self._paused_reading and self.transport is not None:
+            self._paused_reading = False
+            self.transport.resume_reading()
+        return data
+
+    async def write(self, data: bytes) -> None:
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+            await self._can_write.wait()
+
+    def discard_input(self) -> None:
+        """Forget unread input (after STARTTLS: CVE-2011-0411)."""
+        self._inbox.clear()
+        self._inbox_size = 0
+
+    async def start_tls(self, context: ssl.SSLContext, handshake_timeout: float) -> bool:
+        """Upgrade the connection (server side); False if the handshake failed."""
+        assert self.transport is not None
+        self.discard_input()
+        loop = asyncio.get_running_loop()
+        try:
+            new_transport = await asyncio.wait_for(
+                loop.start_tls(self.transport, self, context, server_side=True),
+                handshake_timeout,
+            )
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError):
+            return False
+        if new_transport is None:
+            return False
+        self.transport = new_transport
+        return True
+
+    def tls_description(self) -> str:
+        """``using TLSv1.3 with cipher X (256/256 bits)`` for trace headers and logs."""
+        if self.transport is None:
+            return ""
+        ssl_object = self.transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return ""
+        cipher = ssl_object.cipher()
+        if cipher is None:
+            return f"using {ssl_object.version()}"
+        name, _version, bits = cipher
+        return f"using {ssl_object.version()} with cipher {name} ({bits}/{bits} bits)"
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()

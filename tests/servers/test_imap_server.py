@@ -1,0 +1,232 @@
+"""IMAP end to end through Python's imaplib against a real `mailstead serve`."""
+
+from __future__ import annotations
+
+import imaplib
+import smtplib
+import socket
+import ssl
+import time
+
+import pytest
+
+from mailstead.testing.server import Account
+
+ACCOUNTS = [Account("alice@example.org", "alice-pw"), Account("bob@example.org", "bob-pw")]
+
+
+def insecure_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def deliver(server, rcpt: str, subject: str, body: str = "hello") -> None:
+    with smtplib.SMTP(*server.smtp_address) as client:
+        client.sendmail(
+            "x@example.net",
+            [rcpt],
+            f"From: X <x@example.net>\r\nSubject: {subject}\r\n\r\n{body}\r\n",
+        )
+
+
+@pytest.fixture
+def imap_server(mail_server):
+    return mail_server(accounts=ACCOUNTS)
+
+
+@pytest.fixture
+def connect(imap_server):
+    opened: list[imaplib.IMAP4] = []
+
+    def _connect(login: str | None = "alice@example.org", password: str = "alice-pw"):
+        client = imaplib.IMAP4(*imap_server.imap_address, timeout=10)
+        opened.append(client)
+        if login:
+            client.login(login, password)
+        return client
+
+    yield _connect
+    for client in opened:
+        try:
+            client.logout()
+        except (imaplib.IMAP4.error, OSError):
+            client.shutdown()
+
+
+def test_plaintext_login_needs_tls_unless_loopback_is_allowed(mail_server):
+    server = mail_server({"auth": {"allow_plaintext_on_loopback": False}}, accounts=ACCOUNTS)
+    client = imaplib.IMAP4(*server.imap_address, timeout=10)
+    try:
+        assert "LOGINDISABLED" in client.capabilities
+        assert "STARTTLS" in client.capabilities
+        with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
+            client.login("alice@example.org", "alice-pw")
+        client.starttls(ssl_context=insecure_context())
+        assert "LOGINDISABLED" not in client.capabilities
+        assert client.login("alice@example.org", "alice-pw")[0] == "OK"
+    finally:
+        client.logout()
+    implicit = imaplib.IMAP4_SSL(*server.imaps_address, ssl_context=insecure_context(), timeout=10)
+    try:
+        assert implicit.login("bob@example.org", "bob-pw")[0] == "OK"
+    finally:
+        implicit.logout()
+
+
+def test_failed_login_does_not_reveal_whether_the_account_exists(connect):
+    client = connect(login=None)
+    with pytest.raises(imaplib.IMAP4.error) as wrong_password:
+        client.login("alice@example.org", "nope")
+    with pytest.raises(imaplib.IMAP4.error) as no_account:
+        client.login("nobody@example.org", "nope")
+    assert str(wrong_password.value) == str(no_account.value)
+    assert "AUTHENTICATIONFAILED" in str(no_account.value)
+
+
+def test_authenticate_plain_with_and_without_initial_response(connect):
+    client = connect(login=None)
+    assert client.authenticate("PLAIN", lambda _: b"\0alice@example.org\0alice-pw")[0] == "OK"
+    raw = socket.create_connection((client.host, client.port), timeout=10)
+    try:
+        raw.recv(4096)
+        raw.sendall(b"a AUTHENTICATE PLAIN AGJvYkBleGFtcGxlLm9yZwBib2ItcHc=\r\n")
+        assert raw.recv(4096).startswith(b"a OK")
+    finally:
+        raw.close()
+
+
+def test_mail_delivered_over_smtp_is_read_over_imap(imap_server, connect):
+    deliver(imap_server, "alice@example.org", "first")
+    deliver(imap_server, "alice@example.org", "second", "the body text")
+    client = connect()
+    status, data = client.select("INBOX")
+    assert (status, data) == ("OK", [b"2"])
+    _, data = client.fetch("1:2", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    subjects = [part[1] for part in data if isinstance(part, tuple)]
+    assert subjects == [b"Subject: first\r\n\r\n", b"Subject: second\r\n\r\n"]
+    _, data = client.fetch("2", "(BODY[TEXT])")
+    assert data[0][1] == b"the body text\r\n"
+    _, data = client.fetch("2", "(FLAGS)")
+    assert b"\\Seen" in data[0]  # BODY[] (not PEEK) set \Seen
+    assert client.search(None, "BODY", '"body text"') == ("OK", [b"2"])
+    assert client.search(None, "UNSEEN") == ("OK", [b"1"])
+
+
+def test_idle_hears_of_a_delivery_within_a_second(imap_server, connect):
+    client = connect()
+    client.select("INBOX")
+    tag = client._new_tag().decode()
+    client.send(f"{tag} IDLE\r\n".encode())
+    assert client.readline().startswith(b"+ ")
+    sent = time.monotonic()
+    deliver(imap_server, "alice@example.org", "wake up")
+    client.sock.settimeout(5)
+    line = client.readline()
+    latency = time.monotonic() - sent
+    assert line == b"* 1 EXISTS\r\n"
+    assert latency < 1.0
+    client.send(b"DONE\r\n")
+    while not (line := client.readline()).startswith(tag.encode()):
+        pass
+    assert b"OK" in line
+
+
+def test_sessions_see_each_others_changes(connect):
+    first, second = connect(), connect()
+    first.select("INBOX")
+    first.append("INBOX", None, None, b"Subject: a\r\n\r\na\r\n")
+    first.append("INBOX", None, None, b"Subject: b\r\n\r\nb\r\n")
+    second.select("INBOX")
+    first.store("1", "+FLAGS", "(\\Flagged)")
+    first.store("2", "+FLAGS", "(\\Deleted)")
+    first.expunge()
+    typ, _ = second.noop()
+    assert typ == "OK"
+    responses = second.untagged_responses
+    assert responses.get("EXPUNGE") == [b"2"]
+    assert any(b"\\Flagged" in item for item in responses.get("FETCH", []))
+
+
+def test_accounts_are_isolated(connect):
+    alice, bob = connect(), connect("bob@example.org", "bob-pw")
+    alice.create("Private")
+    alice.append("Private", None, None, b"Subject: secret\r\n\r\nsecret\r\n")
+    names = b" ".join(line for line in bob.list()[1] if line)
+    assert b"Private" not in names
+    typ, data = bob.select("Private")
+    assert typ == "NO"
+    assert b"NONEXISTENT" in data[0]
+    assert bob.status("Private", "(MESSAGES)")[0] == "NO"
+
+
+@pytest.mark.parametrize(
+    "name", ["a//b", "../etc", "x/..", "/abs", "a\x01b", "wild*", "per%cent", "a/./b"]
+)
+def test_mailbox_names_cannot_escape_the_account(connect, name):
+    client = connect()
+    typ, data = client.create(client._quote(name))
+    assert typ == "NO", (name, data)
+    assert b"[CANNOT]" in data[0]
+
+
+def test_literal_over_the_limit_is_refused_before_it_is_read(mail_server):
+    server = mail_server({"imap": {"append_limit": 2048}}, accounts=ACCOUNTS)
+    sock = socket.create_connection(server.imap_address, timeout=10)
+    try:
+        sock.recv(4096)
+        sock.sendall(b"a LOGIN alice@example.org alice-pw\r\n")
+        assert b"a OK" in sock.recv(4096)
+        sock.sendall(b"b APPEND INBOX {100000}\r\n")
+        reply = sock.recv(4096)
+        assert reply.startswith(b"b NO [TOOBIG]")  # no "+" continuation: nothing uploaded
+        sock.sendall(b"c NOOP\r\n")
+        assert sock.recv(4096).startswith(b"c OK")
+    finally:
+        sock.close()
+
+
+def test_malformed_commands_get_bad_and_the_session_goes_on(connect):
+    client = connect()
+    for line in (b"x FETCH", b"y SELECT", b"z UID FROB 1", b"w FETCH 1:* (FLAGS", b"\x00\xff"):
+        client.send(line + b"\r\n")
+        reply = client.readline()
+        assert b"BAD" in reply, (line, reply)
+    assert client.noop()[0] == "OK"
+
+
+def test_mailbox_management_and_special_use(connect):
+    client = connect()
+    listing = b"\n".join(client.list()[1])
+    for special in (b"\\Sent", b"\\Drafts", b"\\Junk", b"\\Trash", b"\\Archive"):
+        assert special in listing
+    assert client.create("Projects/2026")[0] == "OK"
+    assert b"\\HasChildren" in client.list('""', "Projects")[1][0]
+    typ, data = client.delete("Projects")
+    assert typ == "NO"
+    assert b"HASCHILDREN" in data[0]
+    assert client.rename("Projects", "Work")[0] == "OK"
+    assert client.select("Work/2026")[0] == "OK"
+    assert client.delete("INBOX")[0] == "NO"
+    typ, data = client.status("Work/2026", "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN SIZE)")
+    assert typ == "OK"
+    assert b"MESSAGES 0" in data[0]
+
+
+def test_copy_move_and_uidplus(connect):
+    client = connect()
+    client.append("INBOX", "(\\Seen)", None, b"Subject: one\r\n\r\n1\r\n")
+    client.append("INBOX", None, None, b"Subject: two\r\n\r\n2\r\n")
+    client.select("INBOX")
+    typ, data = client.uid("COPY", "1:2", "Archive")
+    assert typ == "OK"
+    assert b"COPYUID" in client.response("COPYUID")[1][0] or data
+    typ, _ = client.uid("MOVE", "2", "Trash")
+    assert typ == "OK"
+    assert client.select("INBOX") == ("OK", [b"1"])
+    assert client.select("Archive") == ("OK", [b"2"])
+    assert client.select("Trash") == ("OK", [b"1"])
+    typ, data = client.uid("COPY", "1", "Nowhere")
+    assert typ == "NO"
+    assert b"TRYCREATE" in data[0]
