@@ -19,7 +19,13 @@ from mailstead.directory import Directory
 from mailstead.imap import names
 from mailstead.imap.fetch import Fetcher
 from mailstead.imap.search import Candidate, Searcher, email_id
+from mailstead.imap.sort import MessageView, sort_uids
+from mailstead.imap.thread import ordered_subject
+from mailstead.imap.thread import references as thread_references
+from mailstead.imap.thread import wire as thread_wire
 from mailstead.imap.view import MailboxGone, MailboxView, Updates
+from mailstead.message import from_json
+from mailstead.message.headers import parse_header_fields
 from mailstead.observability.log import log_event
 from mailstead.protocols.imap import ServerCore, State
 from mailstead.protocols.imap import commands as c
@@ -116,6 +122,7 @@ class ImapSession:
             "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "ESEARCH",
             "SEARCHRES", "CONDSTORE", "MULTIAPPEND", f"APPENDLIMIT={self.config.append_limit}",
             "UTF8=ACCEPT", "OBJECTID", "QUOTA", "QUOTA=RES-STORAGE", "BINARY",
+            "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
         ]  # fmt: skip
         if not self.compressed:
             caps.append("COMPRESS=DEFLATE")
@@ -796,6 +803,57 @@ class ImapSession:
                 found.append(uid)
         return found
 
+    async def _sort_views(
+        self, uids: list[int], numbers: list[int], references: bool
+    ) -> list[MessageView]:
+        """What SORT/THREAD need per message; ``numbers`` are what the answer names (UIDs or
+        sequence numbers)."""
+        view = self._view()
+        infos = {m.uid: m for m in await self.store.get_messages(view.mailbox_id, uids)}
+        views = []
+        for uid, number in zip(uids, numbers, strict=True):
+            info = infos.get(uid)
+            if info is None:
+                continue
+            parsed = from_json(info.structure)
+            refs = None
+            if references:
+                raw = await self.store.read_blob(info.blob_id)
+                refs = _header_value(raw, parsed.header_end, "references")
+            when = datetime.datetime.fromtimestamp(info.internal_date, datetime.UTC)
+            views.append(MessageView(number, when, info.size, parsed, refs))
+        return views
+
+    async def cmd_sort(self, tag: str, cmd: c.Sort) -> Action:
+        view = self._view()
+        found = await self._search(cmd.search)
+        numbers = found if cmd.uid else [view.seq_of(u) or 0 for u in found]
+        views = await self._sort_views(found, numbers, references=False)
+        criteria: list[str] = []
+        for key in cmd.criteria:
+            criteria += ["REVERSE", key.key] if key.reverse else [key.key]
+        ordered = sort_uids(criteria, views)
+        self._send(r.untagged("SORT", *[str(n) for n in ordered]))
+        await self.sync(expunges_allowed=cmd.uid)
+        self._ok(tag, "Sort completed")
+        return Action.NONE
+
+    async def cmd_thread(self, tag: str, cmd: c.Thread) -> Action:
+        view = self._view()
+        found = await self._search(cmd.search)
+        numbers = found if cmd.uid else [view.seq_of(u) or 0 for u in found]
+        if cmd.algorithm == "ORDEREDSUBJECT":
+            threads = ordered_subject(await self._sort_views(found, numbers, references=False))
+        elif cmd.algorithm in ("REFERENCES", "REFS"):
+            threads = thread_references(await self._sort_views(found, numbers, references=True))
+        else:
+            self._bad(tag, "Unknown threading algorithm")
+            return Action.NONE
+        self._send(b"* THREAD " + thread_wire(threads) + b"\r\n")
+        await self.sync(expunges_allowed=cmd.uid)
+        self._ok(tag, "Thread completed")
+        return Action.NONE
+
     # -- quota ----------------------------------------------------------------------------------
     async def cmd_getquotaroot(self, tag: str, cmd: c.GetQuotaRoot) -> Action:
         account = await self.store.get_account_by_id(self._account().id)
@@ -889,6 +947,14 @@ class ImapSession:
             self._send(r.untagged(updates.exists, "EXISTS"))
             if "IMAP4REV2" not in self.enabled:
                 self._send(r.untagged(len(view.recent), "RECENT"))
+
+
+def _header_value(raw: bytes, end: int, name: str) -> bytes | None:
+    """The first ``name`` field's raw value in the header that ends at ``end``."""
+    for field in parse_header_fields(raw, 0, end):
+        if field.name.lower() == name:
+            return field.value
+    return None
 
 
 def _has_modseq_key(key: c.SearchKey) -> bool:

@@ -50,6 +50,18 @@ def _first(addrs: list[Address]) -> Address | None:
     return None
 
 
+def _mailbox_key(addrs: list[Address]) -> bytes:
+    """RFC 5256 §3: the addr-mailbox of the first address; for a group that is the group's
+    name (the mailbox of the group's start marker, as IMAP's ENVELOPE writes it)."""
+    for a in addrs:
+        if a.group_end:
+            continue
+        if a.is_group_marker:
+            return _u(a.group or "")
+        return _u(a.local)
+    return b""
+
+
 def _u(s: str) -> bytes:
     return titlecase(s).encode("utf-8", "surrogateescape")
 
@@ -83,12 +95,14 @@ def sort_key(criterion: str, m: MessageView) -> SortKey:
     if c == "SUBJECT":
         return b"" if env.subject is None else base_subject(env.subject).encode("utf-8")
     if c in ("FROM", "TO", "CC"):
-        a = _first(env.from_ if c == "FROM" else env.to if c == "TO" else env.cc)
-        return b"" if a is None else _u(a.local)
+        return _mailbox_key(env.from_ if c == "FROM" else env.to if c == "TO" else env.cc)
     if c in ("DISPLAYFROM", "DISPLAYTO"):
-        a = _first(env.from_ if c == "DISPLAYFROM" else env.to)
+        addrs = env.from_ if c == "DISPLAYFROM" else env.to
+        a = next((x for x in addrs if not x.group_end), None)
         if a is None:
             return b""
+        if a.is_group_marker:  # RFC 5957 §3: a group displays as its name
+            return _u(a.group or "")
         if a.name_raw is not None:
             name = decode_header_value(a.name_raw)
             if name:
