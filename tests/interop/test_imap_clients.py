@@ -1,0 +1,381 @@
+"""Real IMAP clients sync a 500-message mailbox both ways against a real `mailstead serve`.
+
+Each test runs the same cycle: load the mailbox, download it all, change things on the client
+side (flags, deletions, uploads) and sync, then change things on the server (flags, expunges,
+APPEND, SMTP delivery) and sync again. After every sync both sides are compared: the server
+through imaplib and straight from the store (``RunningServer.messages``), the client through
+its own files. Messages are matched by Message-ID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import re
+import shutil
+import smtplib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailstead.testing.server import Account
+
+pytestmark = [pytest.mark.interop, pytest.mark.slow]
+
+USER, PASSWORD = "alice@example.org", "alice-pw"
+ACCOUNTS = [Account(USER, PASSWORD)]
+COUNT = 520
+CLIENT_TIMEOUT = 60
+
+# Maildir info flags (https://cr.yp.to/proto/maildir.html) and their IMAP names.
+MAILDIR_FLAGS = {
+    "D": "\\Draft",
+    "F": "\\Flagged",
+    "R": "\\Answered",
+    "S": "\\Seen",
+    "T": "\\Deleted",
+}
+IMAP_TO_MAILDIR = {v: k for k, v in MAILDIR_FLAGS.items()}
+MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([^>@]+)@interop.test>", re.IGNORECASE | re.MULTILINE)
+
+
+def needs(binary: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        shutil.which(binary) is None,
+        reason=f"{binary} is not installed (scripts/install-test-deps installs it)",
+    )
+
+
+# -- the mailbox -------------------------------------------------------------------------------
+def message(key: str, n: int) -> bytes:
+    """A varied message: sizes from a few lines to ~20 KB, some 8-bit, some multipart."""
+    lines = [
+        f"Message-ID: <{key}@interop.test>",
+        "From: Sender <sender@example.net>",
+        f"To: {USER}",
+        f"Subject: {key} number {n}",
+        "Date: Mon, 01 Jan 2024 12:00:00 +0000",
+        "MIME-Version: 1.0",
+    ]
+    if n % 7 == 0:
+        lines += [
+            'Content-Type: multipart/mixed; boundary="b"',
+            "",
+            "--b",
+            "Content-Type: text/plain; charset=utf-8",
+            "Content-Transfer-Encoding: 8bit",
+            "",
+            f"Grüße, Nachricht {n}",
+            "--b",
+            "Content-Type: application/octet-stream",
+            "Content-Transfer-Encoding: base64",
+            "",
+            *["QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=" for _ in range(n % 50)],
+            "--b--",
+        ]
+    elif n % 3 == 0:
+        lines += ["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit"]
+        lines += ["", *[f"Zeile {i}: äöü € {n}" for i in range(n % 40)]]
+    else:
+        lines += ["Content-Type: text/plain", "", *[f"line {i} of {n}" for i in range(n % 300)]]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def message_id(raw: bytes) -> str:
+    found = MESSAGE_ID.search(raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0])
+    assert found is not None, raw[:200]
+    return found.group(1).decode()
+
+
+def initial_mailbox() -> dict[str, tuple[set[str], bytes]]:
+    """Message-ID -> (flags, body) for the COUNT messages loaded first; every 4th is seen."""
+    return {
+        f"m{n:04d}": ({"\\Seen"} if n % 4 == 0 else set(), message(f"m{n:04d}", n))
+        for n in range(COUNT)
+    }
+
+
+def multiappend(server, messages: list[tuple[set[str], bytes]], mailbox: str = "INBOX") -> None:
+    """Load messages with one MULTIAPPEND of LITERAL+ literals: one round trip for them all."""
+    with socket.create_connection(server.imap_address, timeout=30) as sock:
+        reader = sock.makefile("rb")
+        reader.readline()
+        sock.sendall(f"a LOGIN {USER} {PASSWORD}\r\n".encode())
+        assert reader.readline().startswith(b"a OK")
+        parts = [f"b APPEND {mailbox}".encode()]
+        for flags, raw in messages:
+            parts.append(f" ({' '.join(flags)}) {{{len(raw)}+}}\r\n".encode() + raw)
+        sock.sendall(b"".join(parts) + b"\r\n")
+        while not (line := reader.readline()).startswith(b"b "):
+            assert line, "connection closed during APPEND"
+        assert line.startswith(b"b OK"), line
+
+
+def deliver(server, raw: bytes) -> None:
+    with smtplib.SMTP(*server.smtp_address, timeout=30) as client:
+        client.sendmail("sender@example.net", [USER], raw)
+
+
+@contextlib.contextmanager
+def imap(server, mailbox: str = "INBOX") -> Iterator[imaplib.IMAP4]:
+    client = imaplib.IMAP4(*server.imap_address, timeout=30)
+    try:
+        client.login(USER, PASSWORD)
+        assert client.select(mailbox)[0] == "OK"
+        yield client
+    finally:
+        with contextlib.suppress(imaplib.IMAP4.error, OSError):
+            client.logout()
+
+
+FETCH_ITEM = re.compile(rb"UID (\d+) FLAGS \(([^)]*)\)")
+
+
+def server_flags(server, mailbox: str = "INBOX") -> dict[str, set[str]]:
+    """Message-ID -> flags (without \\Recent), as imaplib sees them."""
+    with imap(server, mailbox) as client:
+        typ, data = client.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+    assert typ == "OK", data
+    result: dict[str, set[str]] = {}
+    for item in data:
+        if not isinstance(item, tuple):
+            continue
+        found = FETCH_ITEM.search(item[0])
+        assert found is not None, item[0]
+        flags = {f for f in found.group(2).decode().split() if f != "\\Recent"}
+        result[message_id(item[1])] = flags
+    return result
+
+
+def server_bodies(server, mailbox: str = "INBOX") -> dict[str, bytes]:
+    """Message-ID -> raw message, straight from the store."""
+    return {message_id(raw): raw for raw in server.messages(USER, mailbox)}
+
+
+def uids_by_id(client: imaplib.IMAP4) -> dict[str, bytes]:
+    typ, data = client.uid("FETCH", "1:*", "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+    assert typ == "OK", data
+    result = {}
+    for item in data:
+        if isinstance(item, tuple):
+            found = re.search(rb"UID (\d+)", item[0])
+            assert found is not None, item[0]
+            result[message_id(item[1])] = found.group(1)
+    return result
+
+
+def modify_on_server(server, expected: dict[str, set[str]]) -> tuple[set[str], dict[str, bytes]]:
+    """Flag, unflag, expunge through imaplib, APPEND one and deliver one over SMTP.
+
+    ``expected`` (Message-ID -> flags) is updated to match; returns (expunged, new id -> body).
+    """
+    ids = sorted(expected)
+    flag = ids[100:110]
+    unseen = [key for key in ids if "\\Seen" in expected[key]][:5]
+    doomed = set(ids[120:126])
+    with imap(server) as client:
+        uid = uids_by_id(client)
+        assert uid.keys() == expected.keys()
+        client.uid("STORE", b",".join(uid[k] for k in flag), "+FLAGS", "(\\Flagged \\Answered)")
+        client.uid("STORE", b",".join(uid[k] for k in unseen), "-FLAGS", "(\\Seen)")
+        client.uid("STORE", b",".join(uid[k] for k in doomed), "+FLAGS", "(\\Deleted)")
+        assert client.expunge()[0] == "OK"
+        appended = message("server-append", 1001)
+        assert client.append("INBOX", "(\\Seen)", None, appended)[0] == "OK"
+    deliver(server, message("server-smtp", 1002))
+    for key in flag:
+        expected[key] |= {"\\Flagged", "\\Answered"}
+    for key in unseen:
+        expected[key] -= {"\\Seen"}
+    for key in doomed:
+        del expected[key]
+    expected["server-append"] = {"\\Seen"}
+    expected["server-smtp"] = set()
+    stored = server_bodies(server)
+    assert stored["server-append"] == appended
+    assert stored["server-smtp"].endswith(message("server-smtp", 1002))  # after a Received:
+    return doomed, {key: stored[key] for key in ("server-append", "server-smtp")}
+
+
+# -- Maildir ------------------------------------------------------------------------------------
+def maildir(path: Path) -> dict[str, tuple[Path, set[str]]]:
+    """Message-ID -> (file, IMAP flags) for every message in a Maildir folder."""
+    result = {}
+    for sub in ("cur", "new"):
+        for file in (path / sub).iterdir():
+            info = file.name.split(":2,", 1)[1] if ":2," in file.name else ""
+            flags = {MAILDIR_FLAGS[c] for c in info if c in MAILDIR_FLAGS}
+            key = message_id(file.read_bytes())
+            assert key not in result, f"{key} twice in {path}"
+            result[key] = (file, flags)
+    return result
+
+
+def set_maildir_flags(file: Path, flags: set[str]) -> Path:
+    base = file.name.split(":2,", 1)[0]
+    info = "".join(sorted(IMAP_TO_MAILDIR[f] for f in flags))
+    target = file.parent.parent / "cur" / f"{base}:2,{info}"
+    file.rename(target)
+    return target
+
+
+def modify_maildir(folder: Path) -> tuple[dict[str, set[str]], set[str], dict[str, bytes]]:
+    """Flag, delete and add messages in a Maildir; return (id -> flags, deleted, new id -> body)."""
+    local = maildir(folder)
+    ids = sorted(local)
+    changed: dict[str, set[str]] = {}
+    for key in ids[:40]:  # seen
+        changed[key] = local[key][1] | {"\\Seen"}
+    for key in ids[40:50]:  # flagged and answered
+        changed[key] = local[key][1] | {"\\Flagged", "\\Answered"}
+    for key, flags in changed.items():
+        set_maildir_flags(local[key][0], flags)
+    deleted = set(ids[50:62])
+    for key in deleted:
+        local[key][0].unlink()
+    added = {f"local-{n}": message(f"local-{n}", n) for n in range(1, 8)}
+    for n, raw in enumerate(added.values()):
+        (folder / "new" / f"{int(time.time())}.interop{n}.localhost").write_bytes(lf(raw))
+    return changed, deleted, added
+
+
+def lf(raw: bytes) -> bytes:
+    return raw.replace(b"\r\n", b"\n")
+
+
+# -- checks on both sides ------------------------------------------------------------------------
+def without(header: bytes, raw: bytes) -> bytes:
+    """``raw`` without its first ``header`` field (one a client added: mbsync's X-TUID)."""
+    if not header:
+        return raw
+    return re.sub(rb"(?m)^" + re.escape(header) + rb":[^\n]*\n", b"", raw, count=1)
+
+
+def check_server(
+    server, flags: dict[str, set[str]], bodies: dict[str, bytes], strip: bytes = b""
+) -> None:
+    """The server holds exactly these messages, with these flags and these bytes.
+
+    ``strip``: a header the client adds to what it uploads (mbsync's X-TUID), taken out first.
+    """
+    assert server_flags(server) == flags
+    stored = {key: without(strip, raw) for key, raw in server_bodies(server).items()}
+    assert stored.keys() == flags.keys()
+    differing = [key for key in stored if stored[key] != bodies[key]]
+    assert not differing, [(key, stored[key][:300]) for key in differing[:3]]
+
+
+def check_maildir(
+    folder: Path, flags: dict[str, set[str]], bodies: dict[str, bytes], strip: bytes = b""
+) -> None:
+    """The Maildir holds exactly these messages, flags and bodies (with LF line ends).
+
+    ``strip``: a header the client adds to its copies (mbsync's X-TUID), taken out first.
+    """
+    local = maildir(folder)
+    assert {key: f for key, (_, f) in local.items()} == flags
+    differing = []
+    for key, (file, _) in local.items():
+        if without(strip, file.read_bytes()) != lf(bodies[key]):
+            differing.append(key)
+    assert not differing, differing[:10]
+
+
+def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        argv, capture_output=True, text=True, timeout=CLIENT_TIMEOUT, check=False, **kwargs
+    )
+    assert result.returncode == 0, f"{argv[0]} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+class Mailbox:
+    """What both sides should hold: Message-ID -> flags and Message-ID -> body."""
+
+    def __init__(self, server) -> None:
+        loaded = initial_mailbox()
+        multiappend(server, list(loaded.values()))
+        self.flags = {key: flags for key, (flags, _) in loaded.items()}
+        self.bodies = {key: raw for key, (_, raw) in loaded.items()}
+
+    def client_changed(self, changed, deleted, added) -> None:
+        self.flags.update(changed)
+        for key in deleted:
+            del self.flags[key]
+        for key, raw in added.items():
+            self.flags[key] = set()
+            self.bodies[key] = raw
+
+    def server_changed(self, server) -> None:
+        _, added = modify_on_server(server, self.flags)
+        self.bodies.update(added)
+
+
+# -- mbsync (isync) -----------------------------------------------------------------------------
+MBSYNCRC = """\
+IMAPAccount remote
+Host {host}
+Port {port}
+User {user}
+Pass {password}
+SSLType IMAPS
+CertificateFile {cert}
+
+IMAPStore remote
+Account remote
+
+MaildirStore local
+Path {maildir}/
+Inbox {maildir}/INBOX
+SubFolders Verbatim
+
+Channel interop
+Far :remote:
+Near :local:
+Patterns INBOX
+Sync All
+Create Both
+Expunge Both
+SyncState *
+"""
+
+
+@needs("mbsync")
+def test_mbsync(mail_server, tmp_path):
+    server = mail_server(accounts=ACCOUNTS)
+    expected = Mailbox(server)
+    host, port = server.imaps_address
+    local = tmp_path / "Mail"
+    local.mkdir()
+    config = tmp_path / "mbsyncrc"
+    config.write_text(
+        MBSYNCRC.format(
+            host=host,
+            port=port,
+            user=USER,
+            password=PASSWORD,
+            maildir=local,
+            cert=server.data_dir / "tls" / "cert.pem",
+        )
+    )
+
+    def sync() -> None:
+        run(["mbsync", "--config", str(config), "--all"])
+
+    sync()  # download
+    check_maildir(local / "INBOX", expected.flags, expected.bodies, strip=b"X-TUID")
+    check_server(server, expected.flags, expected.bodies, strip=b"X-TUID")
+
+    expected.client_changed(*modify_maildir(local / "INBOX"))
+    sync()  # upload flags, deletions and new messages
+    check_server(server, expected.flags, expected.bodies, strip=b"X-TUID")
+    check_maildir(local / "INBOX", expected.flags, expected.bodies, strip=b"X-TUID")
+
+    expected.server_changed(server)
+    sync()  # download the server's changes
+    check_maildir(local / "INBOX", expected.flags, expected.bodies, strip=b"X-TUID")
+    check_server(server, expected.flags, expected.bodies, strip=b"X-TUID")
