@@ -449,3 +449,139 @@ def test_offlineimap(mail_server, tmp_path):
     sync()  # download the server's changes
     check_maildir(local / "INBOX", expected.flags, expected.bodies)
     check_server(server, expected.flags, expected.bodies)
+
+
+# -- curl ---------------------------------------------------------------------------------------
+def curl_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Curl:
+    """curl as a (minimal) sync client: a folder of ``<uid>.eml`` files and their flags.
+
+    Downloads go over imaps:// (checking our certificate), changes over imap:// on loopback.
+    Each step is one curl process whose transfers share one connection (one login: the
+    server's password hashing makes logins the slow part).
+    """
+
+    def __init__(self, server, folder: Path) -> None:
+        self.server = server
+        self.folder = folder
+        folder.mkdir()
+        self.cert = server.data_dir / "tls" / "cert.pem"
+        self.flags: dict[int, set[str]] = {}
+        self.steps = 0
+
+    def url(self, path: str = "INBOX", *, tls: bool = True) -> str:
+        host, port = self.server.imaps_address if tls else self.server.imap_address
+        return f"{'imaps' if tls else 'imap'}://{host}:{port}/{path}"
+
+    def transfers(self, *transfers: dict[str, str]) -> str:
+        """Run transfers (curl options without dashes) in one process; return what curl printed."""
+        self.steps += 1
+        config = self.folder.parent / f"curl-{self.steps}.conf"
+        common = {"user": f"{USER}:{PASSWORD}", "cacert": str(self.cert), "silent": "",
+                  "show-error": ""}  # fmt: skip
+        blocks = [
+            "".join(f"{k} = {curl_quote(v)}\n" if v else f"{k}\n" for k, v in (common | t).items())
+            for t in transfers
+        ]
+        config.write_text("next\n".join(blocks))
+        return run(["curl", "--config", str(config)]).stdout
+
+    def command(self, command: str) -> dict[str, str]:
+        """A command in INBOX (curl SELECTs it first and prints the untagged responses)."""
+        return {"url": self.url(tls=False), "request": command}
+
+    def sync(self) -> None:
+        """Download new messages (by UID), drop vanished ones, refresh every flag."""
+        listing = self.transfers(self.command("UID SEARCH ALL"))
+        found = re.search(r"^\* SEARCH([\d ]*)\r?$", listing, re.M)
+        assert found is not None, listing
+        uids = sorted(int(u) for u in found.group(1).split())
+        for uid in set(self.flags) - set(uids):
+            (self.folder / f"{uid}.eml").unlink()
+            del self.flags[uid]
+        new = [uid for uid in uids if uid not in self.flags]
+        downloads = [
+            {"url": self.url(f"INBOX;UID={uid}"), "output": str(self.folder / f"{uid}.eml")}
+            for uid in new
+        ]
+        # curl 7.88 counts a response's lines as headers, quadratically when they arrive in one
+        # read, and gives up past 300 KB ("Too large response headers") at ~150 FETCH lines:
+        # ask for the flags 50 UIDs a transfer.
+        chunks = [uids[i : i + 50] for i in range(0, len(uids), 50)]
+        flag_fetches = [
+            self.command(f"UID FETCH {','.join(map(str, chunk))} (FLAGS)") for chunk in chunks
+        ]
+        listing = self.transfers(*downloads, *flag_fetches)
+        self.flags = {}
+        for line in listing.splitlines():
+            uid = re.search(r"\bUID (\d+)", line)
+            flags = re.search(r"\bFLAGS \(([^)]*)\)", line)
+            assert uid is not None and flags is not None, line
+            self.flags[int(uid.group(1))] = set(flags.group(1).split()) - {"\\Recent"}
+        assert sorted(self.flags) == uids, listing[:500]
+
+    def local(self) -> dict[str, tuple[int, set[str], bytes]]:
+        """Message-ID -> (UID, flags, bytes) as curl holds them."""
+        result = {}
+        for uid, flags in self.flags.items():
+            raw = (self.folder / f"{uid}.eml").read_bytes()
+            result[message_id(raw)] = (uid, flags, raw)
+        assert len(result) == len(self.flags)
+        return result
+
+    def check(self, expected: Mailbox) -> None:
+        local = self.local()
+        assert {key: flags for key, (_, flags, _) in local.items()} == expected.flags
+        differing = [key for key, (_, _, raw) in local.items() if raw != expected.bodies[key]]
+        assert not differing, differing[:10]
+
+
+@needs("curl")
+def test_curl(mail_server, tmp_path):
+    server = mail_server(accounts=ACCOUNTS)
+    expected = Mailbox(server)
+    client = Curl(server, tmp_path / "curl")
+
+    client.sync()  # download: FETCH BODY[] (not PEEK) sets \Seen on every message
+    expected.flags = {key: flags | {"\\Seen"} for key, flags in expected.flags.items()}
+    client.check(expected)
+    check_server(server, expected.flags, expected.bodies)
+
+    local = client.local()
+    ids = sorted(local)
+
+    def uids(keys: list[str]) -> str:
+        return ",".join(str(local[key][0]) for key in keys)
+
+    deleted = ids[50:62]
+    added = {f"local-{n}": message(f"local-{n}", n) for n in range(1, 8)}
+    uploads = []
+    for n, (key, raw) in enumerate(added.items()):
+        (tmp_path / f"{key}.eml").write_bytes(raw)
+        uploads.append(
+            {"upload-file": str(tmp_path / f"{key}.eml"), "url": client.url(tls=n % 2 == 0)}
+        )
+    client.transfers(
+        client.command(f"UID STORE {uids(ids[:40])} -FLAGS (\\Seen)"),
+        client.command(f"UID STORE {uids(ids[40:50])} +FLAGS (\\Flagged \\Answered)"),
+        client.command(f"UID STORE {uids(deleted)} +FLAGS (\\Deleted)"),
+        client.command("EXPUNGE"),
+        *uploads,
+    )
+    changed = {key: expected.flags[key] - {"\\Seen"} for key in ids[:40]}
+    changed |= {key: expected.flags[key] | {"\\Flagged", "\\Answered"} for key in ids[40:50]}
+    expected.client_changed(changed, set(deleted), added)
+    for key in added:  # curl APPENDs with (\Seen)
+        expected.flags[key] = {"\\Seen"}
+    check_server(server, expected.flags, expected.bodies)
+    client.sync()
+    client.check(expected)
+
+    expected.server_changed(server)
+    client.sync()  # the delivered message is downloaded, so now seen
+    expected.flags["server-smtp"] = {"\\Seen"}
+    client.check(expected)
+    check_server(server, expected.flags, expected.bodies)
