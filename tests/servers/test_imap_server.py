@@ -230,3 +230,23 @@ def test_copy_move_and_uidplus(connect):
     typ, data = client.uid("COPY", "1", "Nowhere")
     assert typ == "NO"
     assert b"TRYCREATE" in data[0]
+
+
+def test_search_gives_the_same_answer_before_and_after_indexing(imap_server, connect):
+    client = connect()
+    bodies = ["alpha bravo charlie", "bravo delta", "echo foxtrot", "Charlie Golf"]
+    for i, text in enumerate(bodies):
+        client.append("INBOX", None, None, f"Subject: s{i} {text}\r\n\r\n{text}\r\n".encode())
+    client.select("INBOX")
+    queries = [("BODY", "bravo"), ("BODY", "CHARLIE"), ("TEXT", "s2"), ("SUBJECT", "golf")]
+    before = [client.search(None, key, f'"{value}"')[1] for key, value in queries]
+    deadline = time.monotonic() + 30  # the indexer runs once deliveries pause
+    while time.monotonic() < deadline:
+        db = __import__("sqlite3").connect(imap_server.data_dir / "mailstead.db")
+        pending = db.execute("SELECT count(*) FROM blobs WHERE indexed = 0").fetchone()[0]
+        db.close()
+        if pending == 0:
+            break
+    assert pending == 0
+    after = [client.search(None, key, f'"{value}"')[1] for key, value in queries]
+    assert before == after == [[b"1 2"], [b"1 4"], [b"3"], [b"4"]]

@@ -214,3 +214,34 @@ def test_feed_wakes_watchers_of_the_changed_mailbox_only(env):
             assert store.feed._watchers == {}
 
     run(body())
+
+
+def test_full_text_index_finds_substrings_and_reports_what_is_unindexed(env):
+    async def body():
+        async with env:
+            store, box = env.store, env.inbox.id
+            messages = [
+                b"From: Ann <ann@example.net>\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\n"
+                b"Quarterly REPORT attached\r\n",
+                b"From: bob@example.net\r\nSubject: lunch\r\nMIME-Version: 1.0\r\n"
+                b"Content-Transfer-Encoding: base64"
+                b"\r\n\r\n" + __import__("base64").encodebytes(b"meet at the pizzeria") + b"\r\n",
+            ]
+            for raw in messages:
+                await store.deliver(DeliveryRequest(raw, [DeliveryTarget(env.account.id)], 0))
+            found, todo = await store.text_candidates(box, "report", "BODY")
+            assert (found, todo) == (set(), {1, 2})  # nothing indexed yet: all to check
+            assert await store.index_pending() == 2
+            assert await store.index_pending() == 0
+            assert await store.text_candidates(box, "rterly rep", "BODY") == ({1}, set())
+            assert await store.text_candidates(box, "PIZZERIA", "BODY") == ({2}, set())
+            assert await store.text_candidates(box, "grüße", "HEADER") == ({1}, set())
+            assert await store.text_candidates(box, "grüße", "BODY") == (set(), set())
+            assert await store.text_candidates(box, "ann@example.net", "TEXT") == ({1}, set())
+            assert await store.text_candidates(box, "at", "BODY") is None  # too short
+            # expunged messages leave the index with their blob
+            await store.store_flags(box, [1], FlagOp.ADD, frozenset({DELETED}))
+            await store.expunge(box)
+            assert await store.text_candidates(box, "report", "TEXT") == (set(), set())
+
+    run(body())

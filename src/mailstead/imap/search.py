@@ -8,20 +8,16 @@ transfer encoding and charset.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime
-import quopri
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from mailstead.imap.view import MailboxView
-from mailstead.message import MimePart, ParsedMessage, from_json, parse_address_list
-from mailstead.message.headers import decode_header_value, parse_header_fields
+from mailstead.message import ParsedMessage, from_json
+from mailstead.message.text import body_text, header_values
 from mailstead.protocols.imap import commands as c
 from mailstead.store import MessageInfo
-
-_ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc", "sender", "reply-to"})
+from mailstead.store.api import TextScope
 
 # Keys that need the message text (so the search reads the blob).
 _TEXT_KEYS = (c.HeaderKey, c.TextKey)
@@ -33,7 +29,7 @@ class Candidate:
 
     seq: int
     uid: int
-    info: MessageInfo
+    info: MessageInfo | None  # loaded only when a key needs it
     raw: bytes | None = None
     parsed: ParsedMessage | None = None
     headers: dict[str, list[str]] | None = None
@@ -41,16 +37,30 @@ class Candidate:
     cache: dict[str, str] = field(default_factory=dict)
 
 
-def needs_text(key: c.SearchKey) -> bool:
-    if isinstance(key, _TEXT_KEYS):
-        return True
+# Keys that need the stored message row (size, dates, blob id).
+_META_KEYS = (c.SizeKey, c.DateKey, c.AgeKey, c.ObjectIdKey)
+
+
+def leaves(key: c.SearchKey) -> list[c.SearchKey]:
+    """Every leaf key of a search tree."""
     if isinstance(key, c.And):
-        return any(needs_text(k) for k in key.keys)
+        return [leaf for k in key.keys for leaf in leaves(k)]
     if isinstance(key, c.Or):
-        return needs_text(key.a) or needs_text(key.b)
+        return leaves(key.a) + leaves(key.b)
     if isinstance(key, c.Not):
-        return needs_text(key.key)
-    return False
+        return leaves(key.key)
+    return [key]
+
+
+def text_scope(key: c.HeaderKey | c.TextKey) -> tuple[TextScope, str]:
+    """(index scope, needle) for a text key."""
+    if isinstance(key, c.HeaderKey):
+        return "HEADER", key.value
+    return key.scope, key.value
+
+
+def needs_rows(key: c.SearchKey) -> bool:
+    return any(isinstance(leaf, _META_KEYS) for leaf in leaves(key))
 
 
 class Searcher:
@@ -62,11 +72,19 @@ class Searcher:
         read_blob: Callable[[int], Awaitable[bytes]],
         saved: list[int] | None,
         now: datetime.datetime,
+        prefilter: dict[c.SearchKey, tuple[set[int], set[int]]] | None = None,
     ) -> None:
         self.view = view
         self.read_blob = read_blob
         self.saved = set(saved or ())
         self.now = now
+        # text key → (UIDs the full-text index says may match, UIDs it has not indexed yet)
+        self.prefilter = prefilter or {}
+
+    def _excluded(self, key: c.SearchKey, uid: int) -> bool:
+        """The index proves ``key`` cannot match ``uid``."""
+        sets = self.prefilter.get(key)
+        return sets is not None and uid not in sets[0] and uid not in sets[1]
 
     async def matches(self, key: c.SearchKey, msg: Candidate) -> bool:
         view = self.view
@@ -97,28 +115,32 @@ class Searcher:
                 return msg.uid in self.saved
             return key.set.contains(msg.uid, view.max_uid)
         if isinstance(key, c.SizeKey):
+            assert msg.info is not None
             size = msg.info.size
             return size > key.size if key.relation == "LARGER" else size < key.size
         if isinstance(key, c.DateKey):
             return _date_matches(key, msg)
         if isinstance(key, c.AgeKey):
+            assert msg.info is not None
             age = self.now.timestamp() - msg.info.internal_date
             return age > key.seconds if key.relation == "OLDER" else age <= key.seconds
         if isinstance(key, c.ModSeqKey):
             return view.modseqs.get(msg.uid, 0) >= key.modseq
         if isinstance(key, c.ObjectIdKey):
             if key.kind == "EMAILID":
+                assert msg.info is not None
                 return key.id == email_id(msg.info)
             return False
         if isinstance(key, c.SaveDateSupported):
             return False
         if isinstance(key, c.HeaderKey):
-            return await self._header_matches(key, msg)
+            return not self._excluded(key, msg.uid) and await self._header_matches(key, msg)
         if isinstance(key, c.TextKey):
-            return await self._text_matches(key, msg)
+            return not self._excluded(key, msg.uid) and await self._text_matches(key, msg)
         raise TypeError(f"unknown search key {key!r}")
 
     async def _load(self, msg: Candidate) -> None:
+        assert msg.info is not None
         if msg.raw is None:
             msg.raw = await self.read_blob(msg.info.blob_id)
             msg.parsed = from_json(msg.info.structure)
@@ -128,19 +150,7 @@ class Searcher:
             await self._load(msg)
             assert msg.raw is not None
             assert msg.parsed is not None
-            headers: dict[str, list[str]] = {}
-            for f in parse_header_fields(msg.raw, 0, msg.parsed.header_end):
-                name = f.name.lower()
-                values = headers.setdefault(name, [])
-                values.append(decode_header_value(f.value).casefold())
-                if name in _ADDRESS_FIELDS:
-                    # match addresses as written once comments and routes are gone
-                    for address in parse_address_list(f.value):
-                        if address.local and address.domain:
-                            values.append(f"{address.local}@{address.domain}".casefold())
-                        if address.name:
-                            values.append(address.name.casefold())
-            msg.headers = headers
+            msg.headers = header_values(msg.raw, msg.parsed.header_end)
         return msg.headers
 
     async def _header_matches(self, key: c.HeaderKey, msg: Candidate) -> bool:
@@ -173,6 +183,7 @@ def _has_flag(flags: frozenset[str], flag: str) -> bool:
 
 
 def _date_matches(key: c.DateKey, msg: Candidate) -> bool:
+    assert msg.info is not None
     if key.field == "INTERNALDATE":
         day = datetime.datetime.fromtimestamp(msg.info.internal_date, datetime.UTC).date()
     elif key.field == "SENTDATE":
@@ -197,31 +208,3 @@ def _date_matches(key: c.DateKey, msg: Candidate) -> bool:
 def email_id(info: MessageInfo) -> str:
     """RFC 8474 EMAILID: the same for copies of the same stored content."""
     return f"M{info.blob_id:011x}"
-
-
-def body_text(raw: bytes, root: MimePart) -> str:
-    """The decoded text of every text part (and the raw text of parts that claim none)."""
-    pieces: list[str] = []
-    for part in root.walk():
-        if part.children:
-            continue
-        if part.message is not None:
-            pieces.append(body_text(raw, part.message.root))
-            continue
-        if part.type.lower() not in ("text", "message"):
-            continue
-        data = raw[part.body_start : part.body_end]
-        encoding = part.encoding.lower()
-        try:
-            if encoding == "base64":
-                data = base64.b64decode(b"".join(data.split()), validate=False)
-            elif encoding == "quoted-printable":
-                data = quopri.decodestring(data)
-        except (binascii.Error, ValueError):
-            pass
-        charset = part.param("charset") or "utf-8"
-        try:
-            pieces.append(data.decode(charset, errors="replace"))
-        except LookupError:
-            pieces.append(data.decode("utf-8", errors="replace"))
-    return "\n".join(pieces)

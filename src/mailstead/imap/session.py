@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from mailstead.directory import Directory
 from mailstead.imap import names
 from mailstead.imap.fetch import Fetcher
-from mailstead.imap.search import Candidate, Searcher, email_id
+from mailstead.imap.search import (
+    Candidate,
+    Searcher,
+    email_id,
+    leaves,
+    needs_rows,
+    text_scope,
+)
 from mailstead.imap.sort import MessageView, sort_uids
 from mailstead.imap.thread import ordered_subject
 from mailstead.imap.thread import references as thread_references
@@ -792,12 +799,28 @@ class ImapSession:
 
     async def _search(self, criteria: c.SearchKey) -> list[int]:
         view = self._view()
-        infos = {m.uid: m for m in await self.store.get_messages(view.mailbox_id, view.uids)}
-        searcher = Searcher(view, self.store.read_blob, self.saved_search, self.now())
+        # The full-text index narrows text keys to the messages that may match; those (and
+        # messages it has not indexed yet) are checked against their text.
+        prefilter: dict[c.SearchKey, tuple[set[int], set[int]]] = {}
+        all_rows = needs_rows(criteria)
+        for leaf in leaves(criteria):
+            if isinstance(leaf, c.HeaderKey | c.TextKey) and leaf not in prefilter:
+                scope, needle = text_scope(leaf)
+                sets = await self.store.text_candidates(view.mailbox_id, needle, scope)
+                if sets is None:
+                    all_rows = True
+                else:
+                    prefilter[leaf] = sets
+        if all_rows:
+            wanted = view.uids
+        else:
+            wanted = sorted({u for found, todo in prefilter.values() for u in found | todo})
+        infos = {m.uid: m for m in await self.store.get_messages(view.mailbox_id, wanted)}
+        searcher = Searcher(view, self.store.read_blob, self.saved_search, self.now(), prefilter)
         found = []
         for seq, uid in enumerate(view.uids, start=1):
             info = infos.get(uid)
-            if info is None:  # expunged by another session meanwhile
+            if info is None and all_rows:  # expunged by another session meanwhile
                 continue
             if await searcher.matches(criteria, Candidate(seq, uid, info)):
                 found.append(uid)

@@ -7,6 +7,7 @@ SIGHUP: reload the configuration file; an invalid file keeps the running snapsho
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import ssl
@@ -30,6 +31,10 @@ SHUTDOWN_GRACE = 30.0  # seconds in-flight transactions get to finish
 # Address lookups are reused for this long: directory changes made with the CLI while the
 # server runs take effect within it.
 DIRECTORY_CACHE_TTL = 1.0
+# Full-text indexing: batch size, the pause in deliveries it waits for, and the longest wait.
+INDEX_BATCH = 256
+INDEX_QUIET = 0.3
+INDEX_MAX_DELAY = 10.0
 
 
 def open_store(config: Config) -> Store:
@@ -136,6 +141,7 @@ class MailServer:
         )
         self.imap = IMAPService(self.imap_state)
         self.bound: BoundAddresses | None = None
+        self._indexer: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
 
     async def start(self) -> BoundAddresses:
@@ -146,13 +152,46 @@ class MailServer:
             [(a.host, a.port) for a in listen.imap], [(a.host, a.port) for a in listen.imaps]
         )
         self.bound = BoundAddresses(smtp=smtp, imap=imap, imaps=imaps)
+        self._indexer = asyncio.get_running_loop().create_task(self._index_when_quiet())
         log_event(
             log, "server.started", hostname=self.config.server.hostname, listen=self.bound.as_json()
         )
         return self.bound
 
+    async def _index_when_quiet(self) -> None:
+        """Keep the full-text index up to date, in batches, when deliveries pause for a moment
+        (under sustained load at least every INDEX_MAX_DELAY), so SMTP ingest never waits."""
+        changes = self.store.feed.any_change
+        while True:
+            try:
+                indexed = await self.store.index_pending(INDEX_BATCH)
+            except Exception:
+                log.exception("full-text indexing failed")
+                indexed = 0
+            if indexed:
+                await self._quiet(changes)
+                continue
+            changes.clear()
+            await changes.wait()
+            await self._quiet(changes)
+
+    @staticmethod
+    async def _quiet(changes: asyncio.Event) -> None:
+        deadline = asyncio.get_running_loop().time() + INDEX_MAX_DELAY
+        while asyncio.get_running_loop().time() < deadline:
+            changes.clear()
+            try:
+                async with asyncio.timeout(INDEX_QUIET):
+                    await changes.wait()
+            except TimeoutError:
+                return
+
     async def stop(self, grace: float = SHUTDOWN_GRACE) -> None:
         log_event(log, "server.stopping")
+        if self._indexer is not None:
+            self._indexer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._indexer
         await asyncio.gather(self.smtp.shutdown(grace), self.imap.shutdown(grace))
         await self.store.close()
         log_event(log, "server.stopped")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from mailstead.store.errors import StoreError, StoreErrorCode
 from mailstead.store.feed import ChangeFeed
@@ -37,6 +37,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreErrorCode",
+    "TextScope",
 ]
 
 # RFC 6154 special-use mailboxes created for every new account, as (name, special-use).
@@ -48,6 +49,10 @@ DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
     ("Trash", "\\Trash"),
     ("Archive", "\\Archive"),
 )
+
+
+# What a text search looks at: header values, body text, or both (IMAP HEADER/BODY/TEXT).
+TextScope = Literal["HEADER", "BODY", "TEXT"]
 
 
 class AccountRole(enum.Enum):
@@ -310,6 +315,15 @@ class Store(Protocol):
         self, source_id: int, uids: Sequence[int], target_id: int, *, move: bool = False
     ) -> CopyResult: ...
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges: ...
+    async def index_pending(self, limit: int = 256) -> int:
+        """Add up to ``limit`` messages not yet in the full-text index; returns how many."""
+        ...
+    async def text_candidates(
+        self, mailbox_id: int, needle: str, scope: TextScope
+    ) -> tuple[set[int], set[int]] | None:
+        """UIDs whose indexed text may contain ``needle`` (case-folded substring) and UIDs not
+        indexed yet; None when the index cannot answer (fewer than 3 characters)."""
+        ...
     async def claim_recent(self, mailbox_id: int, up_to_uid: int, *, claim: bool) -> int:
         """IMAP4rev1 \\Recent (RFC 3501 §2.3.2): the first UID that is recent. With ``claim``,
         the UIDs below ``up_to_uid`` stop being recent for every other session."""

@@ -18,6 +18,7 @@ class ChangeFeed:
 
     def __init__(self) -> None:
         self._watchers: dict[int, set[asyncio.Event]] = {}
+        self.any_change = asyncio.Event()  # set on every publish (for background work)
 
     @contextmanager
     def watch(self, mailbox_id: int) -> Iterator[asyncio.Event]:
@@ -34,6 +35,7 @@ class ChangeFeed:
                     del self._watchers[mailbox_id]
 
     def publish(self, mailbox_ids: Iterable[int]) -> None:
+        self.any_change.set()
         for mailbox_id in mailbox_ids:
             for event in self._watchers.get(mailbox_id, ()):
                 event.set()

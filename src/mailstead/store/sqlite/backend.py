@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import zstandard
 
 from mailstead.message import ParsedMessage, parse_message, to_json
+from mailstead.message.text import searchable
 from mailstead.store.api import (
     DEFAULT_MAILBOXES,
     Account,
@@ -40,6 +41,7 @@ from mailstead.store.api import (
     MailboxInfo,
     MessageFlags,
     MessageInfo,
+    TextScope,
 )
 from mailstead.store.errors import StoreError, StoreErrorCode
 from mailstead.store.feed import ChangeFeed
@@ -785,6 +787,70 @@ class SQLiteStore:
         if result.pairs:
             self.feed.publish([target_id, source_id] if move else [target_id])
         return result
+
+    async def index_pending(self, limit: int = 256) -> int:
+        def pending(conn: sqlite3.Connection) -> list[tuple[int, int, bytes]]:
+            rows = conn.execute(
+                "SELECT id, codec, data FROM blobs WHERE indexed = 0 ORDER BY id LIMIT ?", (limit,)
+            )
+            return [(blob_id, codec, bytes(data)) for blob_id, codec, data in rows]
+
+        def extract(rows: list[tuple[int, int, bytes]]) -> list[tuple[int, str, str]]:
+            out = []
+            for blob_id, codec, data in rows:
+                raw = decode_blob(codec, data)
+                out.append((blob_id, *searchable(raw, parse_message(raw))))
+            return out
+
+        rows = await self._read(pending)
+        if not rows:
+            return 0
+        loop = asyncio.get_running_loop()
+        texts = await loop.run_in_executor(self._readers, extract, rows)
+
+        def job(conn: sqlite3.Connection) -> None:
+            for blob_id, headers, body in texts:
+                marked = conn.execute(
+                    "UPDATE blobs SET indexed = 1 WHERE id = ? AND indexed = 0", (blob_id,)
+                )
+                if marked.rowcount:  # not deleted (or indexed) meanwhile
+                    conn.execute(
+                        "INSERT INTO search_text(rowid, headers, body) VALUES (?, ?, ?)",
+                        (blob_id, headers, body),
+                    )
+
+        await self._write(job)
+        return len(rows)
+
+    async def text_candidates(
+        self, mailbox_id: int, needle: str, scope: TextScope
+    ) -> tuple[set[int], set[int]] | None:
+        needle = needle.casefold()
+        if len(needle) < 3:  # trigrams: shorter strings cannot use the index
+            return None
+        phrase = '"' + needle.replace('"', '""') + '"'
+        query = {"HEADER": "headers : ", "BODY": "body : ", "TEXT": ""}[scope] + phrase
+
+        def job(conn: sqlite3.Connection) -> tuple[set[int], set[int]]:
+            found = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT m.uid FROM search_text s JOIN messages m ON m.blob_id = s.rowid"
+                    " WHERE m.mailbox_id = ? AND search_text MATCH ?",
+                    (mailbox_id, query),
+                )
+            }
+            unindexed = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT m.uid FROM messages m JOIN blobs b ON b.id = m.blob_id"
+                    " WHERE m.mailbox_id = ? AND b.indexed = 0",
+                    (mailbox_id,),
+                )
+            }
+            return found, unindexed
+
+        return await self._read(job)
 
     async def claim_recent(self, mailbox_id: int, up_to_uid: int, *, claim: bool) -> int:
         def read(conn: sqlite3.Connection) -> int:

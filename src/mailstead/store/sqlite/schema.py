@@ -106,6 +106,16 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE mailboxes ADD COLUMN first_recent_uid INTEGER NOT NULL DEFAULT 1;
     """,
+    # 4: full-text index for SEARCH: one row per blob (rowid = blob id), case-folded decoded
+    # text, trigram-tokenised so any substring of 3+ characters is found through the index
+    """
+    CREATE VIRTUAL TABLE search_text USING fts5(headers, body, tokenize = 'trigram');
+    ALTER TABLE blobs ADD COLUMN indexed INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX blobs_unindexed ON blobs(id) WHERE indexed = 0;
+    CREATE TRIGGER blobs_search_text_delete AFTER DELETE ON blobs BEGIN
+        DELETE FROM search_text WHERE rowid = old.id;
+    END;
+    """,
 )
 
 
