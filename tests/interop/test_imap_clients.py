@@ -15,6 +15,7 @@ import re
 import shutil
 import smtplib
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -585,3 +586,113 @@ def test_curl(mail_server, tmp_path):
     expected.flags["server-smtp"] = {"\\Seen"}
     client.check(expected)
     check_server(server, expected.flags, expected.bodies)
+
+
+# -- imapclient ---------------------------------------------------------------------------------
+def tls_context(server) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(server.data_dir / "tls" / "cert.pem"))
+
+
+class Mirror:
+    """A library-driven client's local copy: UID -> (flags, bytes)."""
+
+    def __init__(self) -> None:
+        self.messages: dict[int, tuple[set[str], bytes]] = {}
+
+    def check(self, expected: Mailbox) -> None:
+        local = {message_id(raw): (flags, raw) for flags, raw in self.messages.values()}
+        assert len(local) == len(self.messages)
+        assert {key: flags for key, (flags, _) in local.items()} == expected.flags
+        differing = [key for key, (_, raw) in local.items() if raw != expected.bodies[key]]
+        assert not differing, differing[:10]
+
+    def ids(self) -> dict[str, int]:
+        return {message_id(raw): uid for uid, (_, raw) in self.messages.items()}
+
+
+def flag_names(flags) -> set[str]:
+    return {f.decode() if isinstance(f, bytes) else f for f in flags} - {"\\Recent"}
+
+
+def test_imapclient(mail_server):
+    imapclient = pytest.importorskip("imapclient")
+    server = mail_server(accounts=ACCOUNTS)
+    expected = Mailbox(server)
+    host, port = server.imaps_address
+    client = imapclient.IMAPClient(
+        host, port, ssl=True, ssl_context=tls_context(server), timeout=30
+    )
+    mirror = Mirror()
+    try:
+        client.login(USER, PASSWORD)
+        assert client.has_capability("UIDPLUS") and client.has_capability("CONDSTORE")
+        selected = client.select_folder("INBOX")
+        assert selected[b"EXISTS"] == COUNT
+
+        # download in batches of 100
+        uids = client.search("ALL")
+        assert len(uids) == COUNT
+        for i in range(0, len(uids), 100):
+            batch = client.fetch(uids[i : i + 100], ["FLAGS", "RFC822.SIZE", "BODY.PEEK[]"])
+            for uid, data in batch.items():
+                assert data[b"RFC822.SIZE"] == len(data[b"BODY[]"])
+                mirror.messages[uid] = (flag_names(data[b"FLAGS"]), data[b"BODY[]"])
+        mirror.check(expected)
+        check_server(server, expected.flags, expected.bodies)
+
+        # change things from the client: flags, deletions (UID EXPUNGE), uploads (APPENDUID)
+        ids = sorted(mirror.ids())
+        by_id = mirror.ids()
+        client.add_flags([by_id[k] for k in ids[:40]], [imapclient.SEEN])
+        client.set_flags([by_id[k] for k in ids[40:50]], [imapclient.FLAGGED, imapclient.ANSWERED])
+        deleted = ids[50:62]
+        client.delete_messages([by_id[k] for k in deleted])
+        client.expunge([by_id[k] for k in deleted])
+        added = {f"local-{n}": message(f"local-{n}", n) for n in range(1, 8)}
+        for raw in added.values():
+            reply = client.append("INBOX", raw, flags=[imapclient.DRAFT])
+            found = re.search(rb"\[APPENDUID \d+ (\d+)\]", reply)
+            assert found is not None, reply
+            mirror.messages[int(found.group(1))] = ({"\\Draft"}, raw)
+        changed = {k: expected.flags[k] | {"\\Seen"} for k in ids[:40]}
+        changed |= {k: {"\\Flagged", "\\Answered"} for k in ids[40:50]}
+        expected.client_changed(changed, set(deleted), added)
+        expected.flags |= {key: {"\\Draft"} for key in added}
+        for key, flags in changed.items():
+            mirror.messages[by_id[key]] = (flags, mirror.messages[by_id[key]][1])
+        for key in deleted:
+            del mirror.messages[by_id[key]]
+        check_server(server, expected.flags, expected.bodies)
+        mirror.check(expected)
+        modseq = client.folder_status("INBOX", ["HIGHESTMODSEQ"])[b"HIGHESTMODSEQ"]
+
+        # change things on the server while the client IDLEs; it hears of each change
+        client.idle()
+        expected.server_changed(server)
+        heard: list[tuple] = []
+        deadline = time.monotonic() + 10
+        while not any(r[1] == b"EXISTS" and r[0] == len(expected.flags) for r in heard):
+            assert time.monotonic() < deadline, heard
+            heard += client.idle_check(timeout=1)
+        client.idle_done()
+        assert sum(1 for r in heard if r[1] == b"EXPUNGE") == 6, heard
+
+        # resync: CONDSTORE for the flags, a UID SEARCH for what came and went
+        now = set(client.search("ALL"))
+        for uid in set(mirror.messages) - now:
+            del mirror.messages[uid]
+        changes = client.fetch(sorted(now), ["FLAGS"], modifiers=[f"CHANGEDSINCE {modseq}"])
+        for uid, data in changes.items():
+            if uid in mirror.messages:
+                mirror.messages[uid] = (flag_names(data[b"FLAGS"]), mirror.messages[uid][1])
+        new = sorted(now - set(mirror.messages))
+        assert len(new) == 2
+        assert set(new) <= set(changes)  # new messages count as changed
+        assert len(changes) == 10 + 5 + 2  # and only what changed is reported
+        for uid, data in client.fetch(new, ["FLAGS", "BODY.PEEK[]"]).items():
+            mirror.messages[uid] = (flag_names(data[b"FLAGS"]), data[b"BODY[]"])
+        mirror.check(expected)
+        check_server(server, expected.flags, expected.bodies)
+    finally:
+        with contextlib.suppress(Exception):
+            client.logout()
