@@ -4,7 +4,8 @@ Each test runs the same cycle: load the mailbox, download it all, change things 
 side (flags, deletions, uploads) and sync, then change things on the server (flags, expunges,
 APPEND, SMTP delivery) and sync again. After every sync both sides are compared: the server
 through imaplib and straight from the store (``RunningServer.messages``), the client through
-its own files. Messages are matched by Message-ID.
+its own files (Maildir, curl's downloads) or, for the libraries, their in-memory copy. Messages
+are matched by Message-ID; bodies are compared byte for byte (LF line ends in a Maildir).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def needs(binary: str) -> pytest.MarkDecorator:
 
 # -- the mailbox -------------------------------------------------------------------------------
 def message(key: str, n: int) -> bytes:
-    """A varied message: sizes from a few lines to ~20 KB, some 8-bit, some multipart."""
+    """A varied message: from a few lines to ~5 KB, some 8-bit, some multipart with base64."""
     lines = [
         f"Message-ID: <{key}@interop.test>",
         "From: Sender <sender@example.net>",
