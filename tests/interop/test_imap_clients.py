@@ -811,12 +811,6 @@ def test_imaplib(mail_server):
             client.logout()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: the shell reads the client's TLS ClientHello as plaintext when it comes"
-    " right after 'OK Begin TLS' (reading is not paused before the OK is written), so the"
-    " handshake hangs; servers/imap.py and servers/smtp.py, see the issue 3 report",
-)
 def test_imaplib_starttls(mail_server):
     """imaplib starts the TLS handshake the moment it reads the OK, as most clients do."""
     server = mail_server(accounts=ACCOUNTS)

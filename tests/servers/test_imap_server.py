@@ -250,3 +250,44 @@ def test_search_gives_the_same_answer_before_and_after_indexing(imap_server, con
     assert pending == 0
     after = [client.search(None, key, f'"{value}"')[1] for key, value in queries]
     assert before == after == [[b"1 2"], [b"1 4"], [b"3"], [b"4"]]
+
+
+def test_qresync_reports_what_a_client_missed(connect):
+    first = connect()
+    for i in range(4):
+        first.append("INBOX", None, None, f"Subject: m{i}\r\n\r\n{i}\r\n".encode())
+    first.select("INBOX")
+    typ, data = first.status("INBOX", "(UIDVALIDITY HIGHESTMODSEQ)")
+    fields = data[0].decode().split("(")[1].rstrip(")").split()
+    state = dict(zip(fields[::2], fields[1::2], strict=True))
+    # meanwhile another session changes a flag and expunges a message
+    other = connect()
+    other.select("INBOX")
+    other.store("2", "+FLAGS", "(\\Flagged)")
+    other.store("3", "+FLAGS", "(\\Deleted)")
+    other.expunge()
+    client = connect()
+    typ, _ = client._simple_command("ENABLE", "QRESYNC")
+    assert typ == "OK"
+    tag = client._new_tag().decode()
+    client.send(
+        f"{tag} SELECT INBOX (QRESYNC ({state['UIDVALIDITY']} {state['HIGHESTMODSEQ']}))\r\n"
+        .encode()
+    )
+    lines = []
+    while not (line := client.readline()).startswith(tag.encode()):
+        lines.append(line)
+    assert b"* VANISHED (EARLIER) 3\r\n" in lines
+    assert any(b"UID 2 FLAGS (\\Flagged) MODSEQ" in line for line in lines)
+    # and UID FETCH (CHANGEDSINCE ... VANISHED) answers the same question
+    tag = client._new_tag().decode()
+    client.send(
+        f"{tag} UID FETCH 1:* (FLAGS) (CHANGEDSINCE {state['HIGHESTMODSEQ']} VANISHED)\r\n"
+        .encode()
+    )
+    lines = []
+    while not (line := client.readline()).startswith(tag.encode()):
+        lines.append(line)
+    assert line.startswith(f"{tag} OK".encode())
+    assert lines[0] == b"* VANISHED (EARLIER) 3\r\n"
+    assert any(b"UID 2" in x and b"\\Flagged" in x for x in lines[1:])

@@ -166,6 +166,12 @@ class Searcher:
             headers = await self._header_values(msg)
             if any(needle in v for vs in headers.values() for v in vs):
                 return True
+            await self._load(msg)
+            assert msg.raw is not None
+            assert msg.parsed is not None
+            # TEXT covers attached messages' headers too (they are part of the text)
+            inner = body_text(msg.raw, msg.parsed.root, embedded_headers=True).casefold()
+            return needle in inner
         if msg.body_text is None:
             await self._load(msg)
             assert msg.raw is not None
@@ -188,14 +194,11 @@ def _date_matches(key: c.DateKey, msg: Candidate) -> bool:
         day = datetime.datetime.fromtimestamp(msg.info.internal_date, datetime.UTC).date()
     elif key.field == "SENTDATE":
         # The date as written in the Date header, in its own zone; without a usable Date
-        # header, the internal date (as Dovecot does).
+        # header, 1-Jan-1970 (Dovecot's choice: such messages are "sent" before any date).
         if msg.parsed is None:
             msg.parsed = from_json(msg.info.structure)
         sent = msg.parsed.date
-        if sent is None:
-            day = datetime.datetime.fromtimestamp(msg.info.internal_date, datetime.UTC).date()
-        else:
-            day = sent.date()
+        day = datetime.date(1970, 1, 1) if sent is None else sent.date()
     else:
         return False
     if key.relation == "BEFORE":

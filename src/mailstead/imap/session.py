@@ -12,6 +12,7 @@ import binascii
 import datetime
 import enum
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -127,9 +128,10 @@ class ImapSession:
         caps += [
             "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN", "SPECIAL-USE",
             "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "ESEARCH",
-            "SEARCHRES", "CONDSTORE", "MULTIAPPEND", f"APPENDLIMIT={self.config.append_limit}",
-            "UTF8=ACCEPT", "OBJECTID", "QUOTA", "QUOTA=RES-STORAGE", "BINARY",
-            "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
+            "SEARCHRES", "CONDSTORE", "QRESYNC", "MULTIAPPEND",
+            f"APPENDLIMIT={self.config.append_limit}", "UTF8=ACCEPT", "OBJECTID", "QUOTA",
+            "QUOTA=RES-STORAGE", "BINARY",
+            "SORT", "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
         ]  # fmt: skip
         if not self.compressed:
             caps.append("COMPRESS=DEFLATE")
@@ -272,7 +274,7 @@ class ImapSession:
         return self.account
 
     async def cmd_enable(self, tag: str, cmd: c.Enable) -> Action:
-        supported = {"CONDSTORE", "UTF8=ACCEPT", "IMAP4REV2"}
+        supported = {"CONDSTORE", "QRESYNC", "UTF8=ACCEPT", "IMAP4REV2"}
         newly = [
             name for name in cmd.capabilities if name in supported and name not in self.enabled
         ]
@@ -280,6 +282,8 @@ class ImapSession:
             self.enabled.add(name)
             if name == "UTF8=ACCEPT":
                 self.core.enable_utf8()
+        if "QRESYNC" in newly:
+            self.enabled.add("CONDSTORE")  # RFC 7162 §3.2.3: QRESYNC implies CONDSTORE
         self._send(r.untagged("ENABLED", *[_enabled_name(n) for n in newly]))
         self._ok(tag, "Enabled")
         return Action.NONE
@@ -390,11 +394,28 @@ class ImapSession:
         candidates = sorted(
             set(boxes) | (subscribed if only_subscribed else set()), key=_list_order
         )
+        recursive = only_subscribed and "RECURSIVEMATCH" in cmd.selection
+        if recursive:  # parents of subscribed names may be answered with CHILDINFO
+            candidates = sorted(
+                set(candidates) | {p for n in subscribed for p in names.parents(n)},
+                key=_list_order,
+            )
         for name in candidates:
             if not any(rx.match(name) for rx in regexes):
                 continue
             box = boxes.get(name)
+            childinfo = b""
             if only_subscribed and name not in subscribed:
+                # RFC 5258 §3.5: a name that fails the selection but has a descendant that
+                # passes it and is not itself listed gets CHILDINFO
+                prefix = name + names.DELIMITER
+                if not recursive or not any(
+                    s.startswith(prefix) and not any(rx.match(s) for rx in regexes)
+                    for s in subscribed
+                ):
+                    continue
+                childinfo = b' ("CHILDINFO" ("SUBSCRIBED"))'
+            if only_special and (box is None or box.special_use is None):
                 continue
             if only_special and (box is None or box.special_use is None):
                 continue
@@ -408,11 +429,12 @@ class ImapSession:
                     attrs.append(box.special_use)
             if show_subscribed and name in subscribed:
                 attrs.append("\\Subscribed")
-            self._send(
-                r.untagged(
-                    "LIST", r.plist(attrs), r.quoted(names.DELIMITER), self._mailbox_out(name)
-                )
+            if childinfo and "CHILDREN" not in cmd.returns:
+                attrs = [a for a in attrs if a not in ("\\HasChildren", "\\HasNoChildren")]
+            line = r.untagged(
+                "LIST", r.plist(attrs), r.quoted(names.DELIMITER), self._mailbox_out(name)
             )
+            self._send(line[:-2] + childinfo + b"\r\n" if childinfo else line)
             if cmd.status_items is not None and box is not None:
                 await self._status_line(box, cmd.status_items)
         self._ok(tag, "List completed")
@@ -422,9 +444,19 @@ class ImapSession:
         account = self._account()
         boxes = {m.name for m in await self.store.list_mailboxes(account.id)}
         rx = names.pattern_regex(cmd.reference, cmd.pattern)
-        for name in sorted(await self.store.list_subscriptions(account.id), key=_list_order):
+        subscribed = set(await self.store.list_subscriptions(account.id))
+        # RFC 3501 §6.3.9: with %, an unsubscribed parent of subscribed names is listed
+        # as \Noselect
+        parents = {
+            p
+            for n in subscribed
+            if not rx.match(n)
+            for p in names.parents(n)
+            if p not in subscribed
+        }
+        for name in sorted(subscribed | parents, key=_list_order):
             if rx.match(name):
-                attrs = [] if name in boxes else ["\\Noselect"]
+                attrs = [] if name in boxes and name not in parents else ["\\Noselect"]
                 self._send(
                     r.untagged(
                         "LSUB", r.plist(attrs), r.quoted(names.DELIMITER), self._mailbox_out(name)
@@ -491,10 +523,13 @@ class ImapSession:
                 return Action.NONE
         for message in cmd.messages:
             when = message.internal_date or self.now()
+            # Stored messages have CRLF line endings (as SMTP delivers them), so sizes and
+            # BODY[] agree; literal8 (BINARY) content is kept exactly.
+            data = message.data if message.binary else _BARE_LF.sub(b"\r\n", message.data)
             flags = frozenset(f for f in message.flags if f.lower() != "\\recent")
             outcome = await self.store.deliver(
                 DeliveryRequest(
-                    raw=message.data,
+                    raw=data,
                     targets=[DeliveryTarget(account.id, name, flags)],
                     internal_date=int(when.timestamp()),
                 )
@@ -522,6 +557,9 @@ class ImapSession:
         if box is None:
             self._no(tag, "Mailbox does not exist", r.code("NONEXISTENT"))
             return Action.NONE
+        if cmd.qresync is not None and "QRESYNC" not in self.enabled:
+            self._bad(tag, "ENABLE QRESYNC first")  # RFC 7162 §3.2.5
+            return Action.NONE
         if cmd.condstore or cmd.qresync is not None:
             self.enabled.add("CONDSTORE")
         view = MailboxView(box, await self.store.message_index(box.id), read_only)
@@ -546,6 +584,8 @@ class ImapSession:
         self._send(r.untagged("OK", r.code("UIDNEXT", view.uidnext), "Predicted next UID"))
         self._send(r.untagged("OK", r.code("HIGHESTMODSEQ", view.highestmodseq), "Highest"))
         self._send(r.untagged("OK", r.code("MAILBOXID", r.plist([mailbox_id(box)])), "Ok"))
+        if cmd.qresync is not None and cmd.qresync.uidvalidity == view.uidvalidity:
+            await self._resync(view, cmd.qresync)
         self.core.set_state(State.SELECTED)
         mode = "READ-ONLY" if read_only else "READ-WRITE"
         self._ok(tag, f"{'Examine' if read_only else 'Select'} completed", r.code(mode))
@@ -562,6 +602,24 @@ class ImapSession:
             self._send(
                 r.untagged("OK", r.code("HIGHESTMODSEQ", self.view.highestmodseq), "Highest")
             )
+
+    async def _resync(self, view: MailboxView, qresync: c.QResync) -> None:
+        """RFC 7162 §3.2.5.1: what the client missed since its MODSEQ."""
+        changes = await self.store.changes_since(view.mailbox_id, qresync.modseq)
+        known = qresync.known_uids
+        vanished = [
+            u for u in changes.vanished if known is None or known.contains(u, changes.uidnext)
+        ]
+        if vanished:
+            self._send(r.vanished(vanished, earlier=True))
+        for message in changes.changed:
+            seq = view.seq_of(message.uid)
+            if seq is None:
+                continue
+            parts = [b"UID", str(message.uid).encode()]
+            parts += [b"FLAGS", r.flag_list(view.display_flags(message.uid))]
+            parts += [b"MODSEQ", r.plist([str(view.modseqs[message.uid]).encode()])]
+            self._send(r.untagged(seq, "FETCH", r.plist(parts)))
 
     def _unselect(self) -> None:
         self.view = None
@@ -647,6 +705,15 @@ class ImapSession:
         ):
             self._enable_condstore()
         if cmd.changedsince is not None:
+            if cmd.vanished:
+                # RFC 7162 §3.2.6: the UIDs of the set expunged since CHANGEDSINCE
+                if not cmd.uid or "QRESYNC" not in self.enabled:
+                    self._bad(tag, "VANISHED needs UID FETCH and ENABLE QRESYNC")
+                    return Action.NONE
+                changes = await self.store.changes_since(view.mailbox_id, cmd.changedsince)
+                gone = [u for u in changes.vanished if cmd.sequence.contains(u, changes.uidnext)]
+                if gone:
+                    self._send(r.vanished(gone, earlier=True))
             uids = [u for u in uids if view.modseqs.get(u, 0) > cmd.changedsince]
         fetcher = Fetcher(self.store, view, utf8="UTF8=ACCEPT" in self.enabled)
         items = list(cmd.items)
@@ -856,7 +923,22 @@ class ImapSession:
         for key in cmd.criteria:
             criteria += ["REVERSE", key.key] if key.reverse else [key.key]
         ordered = sort_uids(criteria, views)
-        self._send(r.untagged("SORT", *[str(n) for n in ordered]))
+        if cmd.returns is None:
+            self._send(r.untagged("SORT", *[str(n) for n in ordered]))
+        else:
+            # RFC 5267 §4.2: MIN and MAX are the first and last in sort order, ALL keeps it
+            options = cmd.returns.options
+            result: list[bytes] = []
+            if "MIN" in options and ordered:
+                result += [b"MIN", str(ordered[0]).encode()]
+            if "MAX" in options and ordered:
+                result += [b"MAX", str(ordered[-1]).encode()]
+            if "ALL" in options and ordered:
+                result += [b"ALL", _ordered_set(ordered)]
+            if "COUNT" in options:
+                result += [b"COUNT", str(len(ordered)).encode()]
+            head = b"(TAG " + r.quoted(tag) + b")"
+            self._send(r.untagged("ESEARCH", head, *(["UID"] if cmd.uid else []), *result))
         await self.sync(expunges_allowed=cmd.uid)
         self._ok(tag, "Sort completed")
         return Action.NONE
@@ -970,6 +1052,23 @@ class ImapSession:
             self._send(r.untagged(updates.exists, "EXISTS"))
             if "IMAP4REV2" not in self.enabled:
                 self._send(r.untagged(len(view.recent), "RECENT"))
+
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def _ordered_set(numbers: list[int]) -> bytes:
+    """A sequence-set that keeps the given order, with ranges for ascending runs."""
+    out: list[str] = []
+    start = prev = numbers[0]
+    for n in [*numbers[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        out.append(str(start) if start == prev else f"{start}:{prev}")
+        if n is not None:
+            start = prev = n
+    return ",".join(out).encode()
 
 
 def _header_value(raw: bytes, end: int, name: str) -> bytes | None:

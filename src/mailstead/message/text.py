@@ -18,11 +18,11 @@ from mailstead.message.parse import ParsedMessage
 ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc", "sender", "reply-to"})
 
 
-def header_values(raw: bytes, header_end: int) -> dict[str, list[str]]:
+def header_values(raw: bytes, header_end: int, start: int = 0) -> dict[str, list[str]]:
     """Field name (lower-case) → decoded, case-folded values; address fields also list each
     address as ``local@domain`` and its display name, so comments and routes do not hide it."""
     headers: dict[str, list[str]] = {}
-    for field in parse_header_fields(raw, 0, header_end):
+    for field in parse_header_fields(raw, start, header_end):
         name = field.name.lower()
         values = headers.setdefault(name, [])
         values.append(decode_header_value(field.value).casefold())
@@ -35,14 +35,18 @@ def header_values(raw: bytes, header_end: int) -> dict[str, list[str]]:
     return headers
 
 
-def body_text(raw: bytes, root: MimePart) -> str:
-    """The decoded text of every text part, embedded messages included (not case-folded)."""
+def body_text(raw: bytes, root: MimePart, *, embedded_headers: bool = False) -> str:
+    """The decoded text of every text part, embedded messages included (not case-folded);
+    with ``embedded_headers``, the decoded header values of embedded messages too."""
     pieces: list[str] = []
     for part in root.walk():
         if part.children:
             continue
         if part.message is not None:
-            pieces.append(body_text(raw, part.message.root))
+            if embedded_headers:
+                inner = header_values(raw, part.message.header_end, start=part.body_start)
+                pieces.extend(v for values in inner.values() for v in values)
+            pieces.append(body_text(raw, part.message.root, embedded_headers=embedded_headers))
             continue
         if part.type.lower() not in ("text", "message"):
             continue
@@ -50,7 +54,8 @@ def body_text(raw: bytes, root: MimePart) -> str:
         encoding = part.encoding.lower()
         try:
             if encoding == "base64":
-                data = base64.b64decode(b"".join(data.split()), validate=False)
+                compact = b"".join(data.split())
+                data = base64.b64decode(compact + b"=" * (-len(compact) % 4), validate=False)
             elif encoding == "quoted-printable":
                 data = quopri.decodestring(data)
         except (binascii.Error, ValueError):
@@ -67,4 +72,7 @@ def searchable(raw: bytes, parsed: ParsedMessage) -> tuple[str, str]:
     """(headers, body) as the full-text index stores them: case-folded."""
     headers = header_values(raw, parsed.header_end)
     header_text = "\n".join(v for values in headers.values() for v in values)
-    return header_text, body_text(raw, parsed.root).casefold()
+    # Embedded messages' headers are indexed with the headers: the index is only a prefilter
+    # for HEADER keys (they are checked against the top-level header), and TEXT needs them.
+    inner = body_text(raw, parsed.root, embedded_headers=True).casefold()
+    return header_text + "\n" + inner, body_text(raw, parsed.root).casefold()

@@ -168,6 +168,7 @@ class IMAPConnection(StreamSession):
             await self.write(core.data_to_send())
             return False
         elif action is Action.STARTTLS:
+            self.prepare_tls()
             await self.write(core.data_to_send())
             assert state.tls_context is not None
             if not await self.start_tls(state.tls_context, PRELOGIN_TIMEOUT):

@@ -216,6 +216,7 @@ class SMTPSession(StreamSession):
                 self._abort(tx, "reset")
                 self.in_transaction = False
             elif isinstance(event, StartTLS):
+                self.prepare_tls()
                 await self._flush(core)
                 assert state.tls_context is not None
                 if not await self.start_tls(state.tls_context, state.limits.idle_timeout):

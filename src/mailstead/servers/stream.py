@@ -105,8 +105,17 @@ class StreamSession(asyncio.Protocol):
         self._inbox.clear()
         self._inbox_size = 0
 
+    def prepare_tls(self) -> None:
+        """Call before the reply that tells the client to start TLS: stop reading, so that its
+        ClientHello waits in the socket for the TLS layer instead of landing (and being
+        discarded) in the plaintext buffer; drop what plaintext came before (CVE-2011-0411)."""
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self.discard_input()
+
     async def start_tls(self, context: ssl.SSLContext, handshake_timeout: float) -> bool:
-        """Upgrade the connection (server side); False if the handshake failed."""
+        """Upgrade the connection (server side), after ``prepare_tls`` and the reply; False
+        if the handshake failed."""
         assert self.transport is not None
         self.discard_input()
         loop = asyncio.get_running_loop()

@@ -26,8 +26,6 @@ NOT_OFFERED = {"CATENATE", "URLAUTH", "NOTIFY"}
 
 KNOWN_FAILURES: dict[str, str] = {
     "append-binary": "BINARY[] of a binary part returns bare LF as CRLF",
-    "listext": "LIST (SUBSCRIBED RECURSIVEMATCH) does not report CHILDINFO",
-    "subscribe": "LSUB % does not list a \\Noselect parent of subscribed children",
     "thread": "THREAD REFERENCES differs from Dovecot when References form a loop",
 }
 
