@@ -7,6 +7,7 @@ import smtplib
 import socket
 import ssl
 import time
+import zlib
 
 import pytest
 
@@ -51,7 +52,7 @@ def connect(imap_server):
     for client in opened:
         try:
             client.logout()
-        except (imaplib.IMAP4.error, OSError):
+        except (imaplib.IMAP4.error, OSError, EOFError):
             client.shutdown()
 
 
@@ -291,3 +292,50 @@ def test_qresync_reports_what_a_client_missed(connect):
     assert line.startswith(f"{tag} OK".encode())
     assert lines[0] == b"* VANISHED (EARLIER) 3\r\n"
     assert any(b"UID 2" in x and b"\\Flagged" in x for x in lines[1:])
+
+
+def _command(sock, reader, line: bytes) -> list[bytes]:
+    sock.sendall(line + b"\r\n")
+    out = []
+    tag = line.split()[0] + b" "
+    while not (reply := reader.readline()).startswith(tag):
+        out.append(reply)
+    out.append(reply)
+    return out
+
+
+def test_internationalised_mail_reads_correctly_with_utf8_accept(mail_server):
+    server = mail_server(accounts=[Account("jürgen@bücher.example", "pw")])
+    with smtplib.SMTP(*server.smtp_address) as client:
+        client.sendmail(
+            "ü@example.net",
+            ["jürgen@bücher.example"],
+            "From: Ü <ü@example.net>\r\nSubject: Grüße\r\n\r\nHallo\r\n".encode(),
+            mail_options=["SMTPUTF8", "BODY=8BITMIME"],
+        )
+    sock = socket.create_connection(server.imap_address, timeout=10)
+    reader = sock.makefile("rb")
+    try:
+        reader.readline()
+        login = _command(sock, reader, 'a LOGIN "jürgen@bücher.example" pw'.encode())
+        assert login[-1].startswith(b"a OK")
+        assert _command(sock, reader, b"b ENABLE UTF8=ACCEPT")[0] == b"* ENABLED UTF8=ACCEPT\r\n"
+        _command(sock, reader, b"c SELECT INBOX")
+        envelope = b"".join(_command(sock, reader, b"d FETCH 1 (ENVELOPE)"))
+        assert "Grüße".encode() in envelope  # RFC 6855: UTF-8 as it arrived, not mangled
+        assert "ü".encode() in envelope
+    finally:
+        sock.close()
+
+
+def test_compress_deflate(connect):
+    client = connect()
+    sock = client.sock
+    sock.sendall(b"z COMPRESS DEFLATE\r\n")
+    assert client.readline().startswith(b"z OK")
+    deflate, inflate = zlib.compressobj(6, zlib.DEFLATED, -15), zlib.decompressobj(-15)
+    sock.sendall(deflate.compress(b"y NOOP\r\n") + deflate.flush(zlib.Z_SYNC_FLUSH))
+    data = b""
+    while b"y OK" not in data:
+        data += inflate.decompress(sock.recv(4096))
+    assert data.endswith(b"y OK NOOP completed\r\n")
