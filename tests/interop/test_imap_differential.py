@@ -152,18 +152,10 @@ KNOWN_APPEND: dict[str, tuple[str, Callable[[bytes, str], bool]]] = {
 
 # SEARCH command -> (reason, messages only we find, messages only Dovecot finds)
 _FIRST_DATE = "BUG: several Date fields: SENT* use the last; Dovecot's use the first"
-_LEAP = "BUG: a leap second (23:59:60) makes the Date unusable; Dovecot takes it"
-_CTE_NO_MIME = (
-    "BUG: a Content-Transfer-Encoding without MIME-Version is ignored for search; Dovecot's "
-    "search decodes it (its BODYSTRUCTURE says 7bit, as ours)"
-)
+_TORTURE = "BUG: TEXT misses a match in the MIME torture test that Dovecot finds (not yet found)"
 KNOWN_SEARCH: dict[str, tuple[str, set[int], set[int]]] = {
-    'SEARCH BODY "aGVsbG8"': (_CTE_NO_MIME, {126}, set()),
-    'SEARCH BODY "hello"': (_CTE_NO_MIME, set(), {126}),
-    'SEARCH BODY "trailing"': (_CTE_NO_MIME, set(), {125}),
-    'SEARCH TEXT "hello"': (_CTE_NO_MIME, set(), {110, 126}),
-    'SEARCH OR OR KEYWORD $Label1 FLAGGED NOT BODY "a"': (_CTE_NO_MIME, set(), {126}),
-    "SEARCH SENTBEFORE 1-Jan-1990": (f"{_LEAP}; {_FIRST_DATE}", {122}, {88}),
+    'SEARCH TEXT "hello"': (_TORTURE, set(), {110}),
+    "SEARCH SENTBEFORE 1-Jan-1990": (_FIRST_DATE, set(), {88}),
     "SEARCH SENTBEFORE 1-Jan-2002": (_FIRST_DATE, set(), {88}),
     "SEARCH SENTSINCE 1-Jan-2020": (_FIRST_DATE, {88}, set()),
     "SEARCH SENTON 2-Jan-2002": (
@@ -171,15 +163,10 @@ KNOWN_SEARCH: dict[str, tuple[str, set[int], set[int]]] = {
         set(),
         {118},
     ),
-    "SEARCH SENTON 31-Dec-2001": (_LEAP, set(), {122}),
 }
 
 # SEARCH command -> (reason, our whole answer) where the answer is not a SEARCH list
 KNOWN_SEARCH_ANSWERS: dict[str, tuple[str, str]] = {
-    'SEARCH RETURN (MIN MAX COUNT) BODY "hello"': (
-        _CTE_NO_MIME,
-        "* ESEARCH MIN 7 MAX 101 COUNT 7\nOK",
-    ),
     'SEARCH CHARSET ISO-8859-1 BODY "a"': (
         "only US-ASCII and UTF-8 search charsets (BADCHARSET, RFC 9051 §6.4.4); Dovecot "
         "converts any charset iconv knows",

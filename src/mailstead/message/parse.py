@@ -16,6 +16,7 @@ match Dovecot's BODYSTRUCTURE and BODY[section] answers:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -71,10 +72,22 @@ class ParsedMessage:
         d = self.envelope.date
         if d is None:
             return None
+        text = unfold(d).decode("ascii", "replace").strip()
         try:
-            return parsedate_to_datetime(unfold(d).decode("ascii", "replace").strip())
+            return parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            pass
+        # RFC 5322 §3.3 allows a leap second (":60"), which datetime cannot hold: take :59
+        leap = _LEAP_SECOND.sub(r"\1:59", text)
+        if leap == text:
+            return None
+        try:
+            return parsedate_to_datetime(leap)
         except (TypeError, ValueError, IndexError, OverflowError):
             return None
+
+
+_LEAP_SECOND = re.compile(r"(\d{1,2}:\d{2}):60\b")
 
 
 def _s(b: bytes) -> str:

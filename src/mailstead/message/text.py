@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import quopri
+import re
 
 from mailstead.message.addresses import parse_address_list
 from mailstead.message.headers import decode_header_value, parse_header_fields
@@ -52,10 +53,13 @@ def body_text(raw: bytes, root: MimePart, *, embedded_headers: bool = False) -> 
             continue
         data = raw[part.body_start : part.body_end]
         encoding = part.encoding.lower()
+        if encoding == "7bit" and part is root and not root.children:
+            # Without MIME-Version the structure ignores Content-Transfer-Encoding (as IMAP
+            # BODYSTRUCTURE must), but search decodes what the header declares (as Dovecot's)
+            encoding = _declared_cte(raw, part.header_start, part.body_start) or encoding
         try:
             if encoding == "base64":
-                compact = b"".join(data.split())
-                data = base64.b64decode(compact + b"=" * (-len(compact) % 4), validate=False)
+                data = _lenient_base64(data)
             elif encoding == "quoted-printable":
                 data = quopri.decodestring(data)
         except (binascii.Error, ValueError):
@@ -66,6 +70,26 @@ def body_text(raw: bytes, root: MimePart, *, embedded_headers: bool = False) -> 
         except LookupError:
             pieces.append(data.decode("utf-8", errors="replace"))
     return "\n".join(pieces)
+
+
+_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]*")
+
+
+def _lenient_base64(data: bytes) -> bytes:
+    """Decode up to the first character that is not base64 (as Dovecot's search does),
+    tolerating missing padding."""
+    compact = b"".join(data.split())
+    run = _BASE64_RUN.match(compact)
+    valid = run.group(0) if run else b""
+    valid = valid[: len(valid) - len(valid) % 4 if len(valid) % 4 == 1 else len(valid)]
+    return base64.b64decode(valid + b"=" * (-len(valid) % 4))
+
+
+def _declared_cte(raw: bytes, start: int, end: int) -> str | None:
+    for field in parse_header_fields(raw, start, end):
+        if field.name.lower() == "content-transfer-encoding":
+            return field.value.decode("ascii", "replace").strip().lower()
+    return None
 
 
 def searchable(raw: bytes, parsed: ParsedMessage) -> tuple[str, str]:
