@@ -10,9 +10,11 @@ last.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import functools
 import re
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
@@ -38,6 +40,12 @@ from mailstead.store import (
 )
 
 CATCH_ALL_KEY = ""
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when the account does not exist (a hash of a random password)."""
+    return hash_password(secrets.token_hex(16))
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -269,8 +277,12 @@ class Directory:
         except DirectoryError:
             return None
         if account is None or not account.enabled:
+            # spend the same time as a real check, so timing does not tell who exists
+            await asyncio.to_thread(verify_password, _dummy_hash(), password)
             return None
-        return account if verify_password(account.password_hash, password) else None
+        # argon2id is deliberately slow (tens of ms, 64 MiB): never on the event loop
+        ok = await asyncio.to_thread(verify_password, account.password_hash, password)
+        return account if ok else None
 
     @_invalidates_cache
     async def add_alias(self, source: str, target: str) -> Alias:

@@ -22,6 +22,8 @@ _RFC822 = {
     "RFC822.TEXT": sections.Section(kind="TEXT"),
 }
 
+_NO_FLAGS: frozenset[str] = frozenset()
+
 # Items answered from the session's view alone, without reading the store.
 _VIEW_ONLY = frozenset({"UID", "FLAGS", "MODSEQ"})
 
@@ -70,6 +72,9 @@ class Fetcher:
                 for message in update.changed:
                     view.set_flags(message)
         view_only = all(isinstance(i, c.FetchAtt) and i.name in _VIEW_ONLY for i in items)
+        if view_only:
+            self._from_view(uids, [i.name for i in items if isinstance(i, c.FetchAtt)], send)
+            return None
         needs_raw = any(_needs_raw(i) for i in items)
         for start in range(0, len(uids), BATCH):
             chunk = uids[start : start + BATCH]
@@ -91,6 +96,42 @@ class Fetcher:
                     parts += [b"FLAGS", r.flag_list(view.display_flags(uid))]
                 send(r.untagged(seq, "FETCH", r.plist(parts)))
         return None
+
+    def _from_view(
+        self, uids: Sequence[int], names: Sequence[str], send: Callable[[bytes], None]
+    ) -> None:
+        """UID/FLAGS/MODSEQ straight from the view, a bulk path for ``FETCH 1:* (FLAGS)``: each
+        distinct flag set is formatted once, lines are joined and sent in large pieces."""
+        view = self.view
+        pieces = {"UID": b"UID %d", "FLAGS": b"FLAGS %b", "MODSEQ": b"MODSEQ (%d)"}
+        template = b"* %d FETCH (" + b" ".join(pieces[n] for n in names) + b")\r\n"
+        formatted: dict[tuple[frozenset[str], bool], bytes] = {}
+        flags_of, modseqs, recent = view.flags, view.modseqs, view.recent
+        in_view, pos, end = view.uids, 0, len(view.uids)
+        lines: list[bytes] = []
+        for uid in uids:  # ascending, like the view: walk instead of searching
+            while pos < end and in_view[pos] < uid:
+                pos += 1
+            if pos == end or in_view[pos] != uid:
+                continue
+            values: list[int | bytes] = [pos + 1]
+            for name in names:
+                if name == "UID":
+                    values.append(uid)
+                elif name == "FLAGS":
+                    key = (flags_of.get(uid, _NO_FLAGS), uid in recent)
+                    flags = formatted.get(key)
+                    if flags is None:
+                        flags = formatted[key] = r.flag_list(view.display_flags(uid))
+                    values.append(flags)
+                else:
+                    values.append(modseqs.get(uid, 0))
+            lines.append(template % tuple(values))
+            if len(lines) >= 1024:
+                send(b"".join(lines))
+                lines.clear()
+        if lines:
+            send(b"".join(lines))
 
     def _message(
         self,
@@ -162,7 +203,7 @@ class Fetcher:
 
 
 def _section(spec: c.Section) -> sections.Section:
-    return sections.Section(spec.part, spec.text or "", spec.fields)
+    return sections.Section(spec.part, spec.text or "", spec.fields, spec.quoted)
 
 
 def _partial(item: c.BodySection) -> sections.Partial | None:

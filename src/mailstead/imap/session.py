@@ -563,7 +563,10 @@ class ImapSession:
         if cmd.condstore or cmd.qresync is not None:
             self.enabled.add("CONDSTORE")
         view = MailboxView(box, await self.store.message_index(box.id), read_only)
-        first_recent = await self.store.claim_recent(box.id, view.max_uid + 1, claim=not read_only)
+        # a read, and a write only when there are new messages to claim as \Recent
+        first_recent = await self.store.claim_recent(box.id, 0, claim=False)
+        if not read_only and first_recent <= view.max_uid:
+            first_recent = await self.store.claim_recent(box.id, view.max_uid + 1, claim=True)
         view.recent = {u for u in view.uids if u >= first_recent}
         self.view = view
         flags = list(SYSTEM_FLAGS) + sorted(view.keywords)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from mailstead.store.errors import StoreError, StoreErrorCode
 from mailstead.store.feed import ChangeFeed
@@ -152,9 +152,9 @@ class FlagOp(enum.Enum):
     REPLACE = ""
 
 
-@dataclass(frozen=True, slots=True)
-class MessageFlags:
-    """A message's UID, MODSEQ and flags: what SELECT, FETCH FLAGS and CONDSTORE need."""
+class MessageFlags(NamedTuple):
+    """A message's UID, MODSEQ and flags: what SELECT, FETCH FLAGS and CONDSTORE need (a
+    named tuple: a mailbox of 20,000 messages builds 20,000 of them per SELECT)."""
 
     uid: int
     modseq: int

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Final, Literal
 
 __all__ = [
@@ -143,6 +143,9 @@ class Section:
     part: tuple[int, ...] = ()
     text: SectionText | None = None
     fields: tuple[str, ...] = ()
+    # which field names were sent quoted (or as literals), to echo them the same way; it does
+    # not change what the section means
+    quoted: tuple[bool, ...] = field(default=(), compare=False)
 
     def spec(self) -> bytes:
         """The section-spec as the client would write it: ``1.2.HEADER.FIELDS (FROM TO)``."""

@@ -819,6 +819,7 @@ def _section(p: _Parser) -> c.Section:
     part = _section_part(p)
     text: c.SectionText | None = None
     fields: tuple[str, ...] = ()
+    quoted: list[bool] = []
     if p.peek() != 0x5D:
         if part:
             p.char(0x2E, "'.' after section part")
@@ -832,10 +833,15 @@ def _section(p: _Parser) -> c.Section:
         if text.startswith("HEADER.FIELDS"):
             p.sp()
             names: list[str] = []
-            p.paren_list(lambda: names.append(p.text(p.astring("field name"))), "header list")
+
+            def field_name() -> None:
+                quoted.append(p.peek() in (0x22, 0x7B))  # echoed back as the client wrote it
+                names.append(p.text(p.astring("field name")))
+
+            p.paren_list(field_name, "header list")
             fields = tuple(names)
     p.char(0x5D, "']' after section")
-    return c.Section(part, text, fields)
+    return c.Section(part, text, fields, tuple(quoted))
 
 
 def _partial(p: _Parser) -> tuple[int, int] | None:

@@ -834,9 +834,10 @@ class SQLiteStore:
         def job(conn: sqlite3.Connection) -> tuple[set[int], set[int]]:
             found = {
                 row[0]
+                # the MATCH runs once, as a subquery; a join would look up the index per message
                 for row in conn.execute(
-                    "SELECT m.uid FROM search_text s JOIN messages m ON m.blob_id = s.rowid"
-                    " WHERE m.mailbox_id = ? AND search_text MATCH ?",
+                    "SELECT uid FROM messages WHERE mailbox_id = ? AND blob_id IN"
+                    " (SELECT rowid FROM search_text WHERE search_text MATCH ?)",
                     (mailbox_id, query),
                 )
             }
@@ -962,8 +963,17 @@ def _insert_mailbox(
     return cur.lastrowid
 
 
+_FLAG_SETS: dict[str, frozenset[str]] = {}
+
+
 def _flags(text: str) -> frozenset[str]:
-    return frozenset(text.split()) if text else frozenset()
+    """Parsed flags; a mailbox holds few distinct flag sets, so they are shared (bounded)."""
+    flags = _FLAG_SETS.get(text)
+    if flags is None:
+        flags = frozenset(text.split()) if text else frozenset()
+        if len(_FLAG_SETS) < 4096:
+            _FLAG_SETS[text] = flags
+    return flags
 
 
 def _mailbox_id(conn: sqlite3.Connection, account_id: int, name: str) -> int:

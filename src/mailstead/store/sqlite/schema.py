@@ -116,6 +116,11 @@ MIGRATIONS: tuple[str, ...] = (
         DELETE FROM search_text WHERE rowid = old.id;
     END;
     """,
+    # 5: SELECT and FETCH FLAGS read (uid, modseq, flags) of a whole mailbox: a covering index
+    # keeps them from reading the wide rows (cached structure, envelope)
+    """
+    CREATE INDEX messages_flags ON messages(mailbox_id, uid, modseq, flags);
+    """,
 )
 
 
