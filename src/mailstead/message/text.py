@@ -40,14 +40,13 @@ def body_text(raw: bytes, root: MimePart, *, embedded_headers: bool = False) -> 
     """The decoded text of every text part, embedded messages included (not case-folded);
     with ``embedded_headers``, the decoded header values of embedded messages too."""
     pieces: list[str] = []
-    for part in root.walk():
-        if part.children:
-            continue
+    for part in root.walk():  # walk() already descends into embedded messages: no recursion
         if part.message is not None:
             if embedded_headers:
                 inner = header_values(raw, part.message.header_end, start=part.body_start)
                 pieces.extend(v for values in inner.values() for v in values)
-            pieces.append(body_text(raw, part.message.root, embedded_headers=embedded_headers))
+            continue
+        if part.children:
             continue
         if part.type.lower() not in ("text", "message"):
             continue

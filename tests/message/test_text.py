@@ -1,0 +1,35 @@
+"""The searchable text of a message (index and scan share it)."""
+
+from __future__ import annotations
+
+from mailstead.message import parse_message
+from mailstead.message.text import body_text, searchable
+
+
+def nested(depth: int) -> bytes:
+    """``depth`` message/rfc822 parts, each inside the previous one."""
+    inner = b"Subject: level %d\r\n\r\ninnermost text\r\n" % depth
+    for level in range(depth - 1, -1, -1):
+        inner = (
+            b"Subject: level %d\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n"
+            % level
+            + inner
+        )
+    return inner
+
+
+def test_deeply_nested_messages_are_read_once_per_part():
+    """Each embedded message is visited once (re-walking each level made indexing a crafted
+    message with 100+ levels take exponential time: a denial of service)."""
+    raw = nested(60)
+    parsed = parse_message(raw)
+    assert body_text(raw, parsed.root).count("innermost text") == 1
+    headers, body = searchable(raw, parsed)
+    assert body.count("innermost text") == 1
+    assert headers.count("level 30\n") == 1
+
+
+def test_declared_encoding_without_mime_version_is_decoded_for_search():
+    raw = b"Subject: x\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8g*d29y\r\nbGQ=\r\n"
+    text = body_text(raw, parse_message(raw).root)
+    assert text == "hello "  # up to the first invalid character, as Dovecot
