@@ -7,6 +7,7 @@ core with ``core.send``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime
@@ -50,6 +51,9 @@ from mailstead.store import (
 )
 
 log = logging.getLogger("mailstead.imap")
+
+# Long per-message loops give the event loop to other sessions this often.
+YIELD_EVERY = 500
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 SPECIAL_USES = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")
@@ -889,6 +893,8 @@ class ImapSession:
         searcher = Searcher(view, self.store.read_blob, self.saved_search, self.now(), prefilter)
         found = []
         for seq, uid in enumerate(view.uids, start=1):
+            if seq % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let other sessions run during a long SEARCH
             info = infos.get(uid)
             if info is None and all_rows:  # expunged by another session meanwhile
                 continue
@@ -904,7 +910,9 @@ class ImapSession:
         view = self._view()
         infos = {m.uid: m for m in await self.store.get_messages(view.mailbox_id, uids)}
         views = []
-        for uid, number in zip(uids, numbers, strict=True):
+        for count, (uid, number) in enumerate(zip(uids, numbers, strict=True)):
+            if count % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # let other sessions run during a long SORT/THREAD
             info = infos.get(uid)
             if info is None:
                 continue

@@ -233,15 +233,17 @@ class MailServer:
 async def serve(config: Config, *, ready: Callable[[BoundAddresses], None] | None = None) -> None:
     """Run until SIGTERM/SIGINT; SIGHUP reloads."""
     server = MailServer(config)
-    bound = await server.start()
-    if ready is not None:
-        ready(bound)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
+    # Handlers first: a signal sent as soon as we report ready must not meet the default
+    # action (SIGHUP would terminate the process).
     loop.add_signal_handler(signal.SIGTERM, stop_requested.set)
     loop.add_signal_handler(signal.SIGINT, stop_requested.set)
     loop.add_signal_handler(signal.SIGHUP, server.reload)
     try:
+        bound = await server.start()
+        if ready is not None:
+            ready(bound)
         await stop_requested.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
