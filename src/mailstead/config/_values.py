@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,7 @@ def expected(key: str, what: str, value: object) -> Invalid:
     return invalid(key, f"expected {what}, got {show(value)}")
 
 
-class Spec(Generic[T]):
+class Spec(ABC, Generic[T]):
     """How one setting is parsed, rendered and documented."""
 
     TYPE: ClassVar[str] = "value"
@@ -63,8 +64,9 @@ class Spec(Generic[T]):
         """The type as the documentation names it."""
         return self.TYPE
 
+    @abstractmethod
     def parse(self, value: TomlValue, key: str) -> T:
-        raise NotImplementedError
+        """``value`` from the TOML file as the typed setting; ConfigError naming ``key``."""
 
     def to_toml(self, value: T) -> TomlValue:
         return value
