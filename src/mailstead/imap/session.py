@@ -316,12 +316,16 @@ class ImapSession:
                 return Action.NONE
             special = cmd.special_use[0]
         existing = {m.name for m in await self.store.list_mailboxes(account.id)}
-        for parent in names.parents(name):  # RFC 9051 §6.3.4: create missing superiors
-            if parent not in existing and parent != "INBOX":
-                await self.store.create_mailbox(account.id, parent)
+        await self._create_parents(account.id, name, existing)
         await self.store.create_mailbox(account.id, name, special)
         self._ok(tag, "Create completed")
         return Action.NONE
+
+    async def _create_parents(self, account_id: int, name: str, existing: set[str]) -> None:
+        """RFC 9051 §6.3.4: CREATE (and RENAME) make the missing superiors of ``name``."""
+        for parent in names.parents(name):
+            if parent not in existing and parent != "INBOX":
+                await self.store.create_mailbox(account_id, parent)
 
     async def cmd_delete(self, tag: str, cmd: c.Delete) -> Action:
         account = self._account()
@@ -357,9 +361,7 @@ class ImapSession:
         if old not in existing:
             self._no(tag, "Mailbox does not exist", r.code("NONEXISTENT"))
             return Action.NONE
-        for parent in names.parents(new):
-            if parent not in existing and parent != "INBOX":
-                await self.store.create_mailbox(account.id, parent)
+        await self._create_parents(account.id, new, existing)
         await self.store.rename_mailbox(account.id, old, new)
         self._ok(tag, "Rename completed")
         return Action.NONE
