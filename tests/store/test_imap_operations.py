@@ -245,3 +245,15 @@ def test_full_text_index_finds_substrings_and_reports_what_is_unindexed(env):
             assert await store.text_candidates(box, "report", "TEXT") == (set(), set())
 
     run(body())
+
+
+def test_read_blobs_returns_many_messages_in_one_call(env):
+    async def body():
+        async with env:
+            await env.deliver(3)
+            infos = await env.store.get_messages(env.inbox.id, [1, 2, 3])
+            blobs = await env.store.read_blobs([i.blob_id for i in infos] + [999_999])
+            assert [blobs[i.blob_id] for i in infos] == [raw(n) for n in range(3)]
+            assert 999_999 not in blobs
+
+    run(body())

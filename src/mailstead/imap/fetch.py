@@ -78,17 +78,20 @@ class Fetcher:
         needs_raw = any(_needs_raw(i) for i in items)
         for start in range(0, len(uids), BATCH):
             chunk = uids[start : start + BATCH]
-            infos: dict[int, MessageInfo] = {}
-            if not view_only:
-                infos = {m.uid: m for m in await self.store.get_messages(view.mailbox_id, chunk)}
+            infos = {m.uid: m for m in await self.store.get_messages(view.mailbox_id, chunk)}
+            blobs: dict[int, bytes] = {}
+            if needs_raw:  # one round trip for the chunk, not one per message
+                blobs = await self.store.read_blobs([m.blob_id for m in infos.values()])
             for uid in chunk:
                 seq = view.seq_of(uid)
                 if seq is None:
                     continue
                 info = infos.get(uid)
-                if not view_only and info is None:
+                if info is None:
                     continue  # expunged meanwhile by another session
-                raw = await self.store.read_blob(info.blob_id) if needs_raw and info else None
+                raw = blobs.get(info.blob_id) if needs_raw else None
+                if needs_raw and raw is None:
+                    continue
                 parts, failure = self._message(uid, info, raw, items)
                 if failure is not None:
                     return failure

@@ -500,6 +500,18 @@ class SQLiteStore:
 
         return await self._read(job)
 
+    async def read_blobs(self, blob_ids: Sequence[int]) -> dict[int, bytes]:
+        wanted = json.dumps(sorted(set(blob_ids)))
+
+        def job(conn: sqlite3.Connection) -> dict[int, bytes]:
+            rows = conn.execute(
+                "SELECT id, codec, data FROM blobs WHERE id IN (SELECT value FROM json_each(?))",
+                (wanted,),
+            )
+            return {blob_id: decode_blob(codec, data) for blob_id, codec, data in rows}
+
+        return await self._read(job)
+
     async def deliver(self, request: DeliveryRequest) -> DeliveryOutcome:
         if not request.targets:
             return DeliveryOutcome((), ())
