@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import shlex
 import socket
-import tempfile
 from pathlib import Path
 
 from mailstead.cli.common import CommandError, fail
 from mailstead.config import ConfigError, hostname_problem, load_config, render_config_file
+from mailstead.security.files import write_atomically
 from mailstead.security.tls import generate_self_signed
 
 CONFIG_NAME = "mailstead.toml"
@@ -46,9 +45,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="name this server announces (default: mail.DOMAIN with --domain, else this "
         "machine's fully qualified name)",
     )
-    parser.add_argument(
-        "--force", action="store_true", help=f"overwrite an existing {CONFIG_NAME}"
-    )
+    parser.add_argument("--force", action="store_true", help=f"overwrite an existing {CONFIG_NAME}")
     parser.set_defaults(func=run)
 
 
@@ -76,7 +73,7 @@ def _init(args: argparse.Namespace) -> int:
         data_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         # data_dir "." in the file: the directory of the file itself, wherever it is moved.
         text = render_config_file(dev=args.dev, hostname=hostname, data_dir=".")
-        _write_file(config_file, text.encode("utf-8"))
+        write_atomically(config_file, text.encode("utf-8"), mode=0o640)
     except OSError as exc:
         raise CommandError(f"cannot write {config_file}: {exc.strerror or exc}") from None
     try:
@@ -150,18 +147,3 @@ def _print_next_steps(config_file: Path, *, dev: bool) -> None:
             "  Publish MX, SPF, DKIM and DMARC records for your domains.",
         ]
     print("\n".join(lines))
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically (temporary file, fsync, rename), mode 0640."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o640)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import ssl
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from mailstead.security.files import write_atomically
 
 TLS_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -32,9 +32,7 @@ class TLSError(Exception):
     """A certificate or key could not be loaded; the message names the files."""
 
 
-def server_context(
-    cert_path: Path, key_path: Path, min_version: str = "TLSv1.2"
-) -> ssl.SSLContext:
+def server_context(cert_path: Path, key_path: Path, min_version: str = "TLSv1.2") -> ssl.SSLContext:
     """A server-side context for ``cert_path`` (PEM chain, leaf first) and ``key_path``."""
     if min_version not in TLS_VERSIONS:
         raise ValueError(f"min_version must be one of {', '.join(TLS_VERSIONS)}: {min_version!r}")
@@ -117,28 +115,5 @@ def generate_self_signed(
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_atomically(key_path, key_pem, mode=0o600)
-    _write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
-
-
-def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:
-    """Write ``data`` to a temporary file created with ``mode`` next to ``path``, fsync it, rename
-    it over ``path`` and fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            # mkstemp creates 0600, so the key never exists with wider permissions.
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomically(key_path, key_pem, mode=0o600)
+    write_atomically(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Callable
-from typing import Final, Literal, NoReturn, cast
+from typing import Final, Literal, NoReturn, cast, get_args
 
 from . import commands as c
 from . import mutf7
@@ -766,26 +766,7 @@ def _append(p: _Parser) -> c.Command:
 
 # --- selected state -------------------------------------------------------------------------------
 _FETCH_SIMPLE: Final[dict[bytes, c.FetchAtt]] = {
-    name.encode(): c.FetchAtt(name)
-    for name in cast(
-        "list[c.FetchAttName]",
-        [
-            "ENVELOPE",
-            "FLAGS",
-            "INTERNALDATE",
-            "RFC822",
-            "RFC822.HEADER",
-            "RFC822.TEXT",
-            "RFC822.SIZE",
-            "UID",
-            "BODY",
-            "BODYSTRUCTURE",
-            "MODSEQ",
-            "EMAILID",
-            "THREADID",
-            "SAVEDATE",
-        ],
-    )
+    name.encode(): c.FetchAtt(name) for name in get_args(c.FetchAttName)
 }
 _F = _FETCH_SIMPLE
 _MACROS: Final[dict[bytes, tuple[c.FetchItem, ...]]] = {

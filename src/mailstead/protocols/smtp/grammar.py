@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -175,6 +175,21 @@ def _params(text: str) -> list[tuple[str, str | None]]:
     return out
 
 
+
+def _offered_params(
+    raw: Sequence[tuple[str, str | None]], offered: Collection[str]
+) -> Iterator[tuple[str, str | None]]:
+    """(upper-cased keyword, value) of each parameter; unknown or repeated ones are errors."""
+    seen: set[str] = set()
+    for key, value in raw:
+        k = key.upper()
+        if k not in offered:
+            raise GrammarError(replies.UNKNOWN_PARAMETER)
+        if k in seen:
+            raise GrammarError(replies.DUPLICATE_PARAMETER)
+        seen.add(k)
+        yield k, value
+
 def _check_path_length(path: str, bad: Reply) -> None:
     if len(path) + 2 > MAX_PATH_OCTETS and len(path.encode("utf-8")) + 2 > MAX_PATH_OCTETS:
         raise GrammarError(bad, "path too long")
@@ -205,14 +220,7 @@ def parse_mail_from(arg: str, offered: Collection[str]) -> tuple[str, MailParams
     smtputf8 = False
     ret: Literal["FULL", "HDRS"] | None = None
     envid: str | None = None
-    seen: set[str] = set()
-    for key, value in raw:
-        k = key.upper()
-        if k not in offered:
-            raise GrammarError(replies.UNKNOWN_PARAMETER)
-        if k in seen:
-            raise GrammarError(replies.DUPLICATE_PARAMETER)
-        seen.add(k)
+    for k, value in _offered_params(raw, offered):
         if k == "SIZE":  # RFC 1870 §3: size-value ::= 1*20DIGIT
             if value is None or not value.isascii() or not value.isdigit() or len(value) > 20:
                 raise GrammarError(replies.SYNTAX_ERROR)
@@ -276,14 +284,7 @@ def parse_rcpt_to(arg: str, offered: Collection[str]) -> tuple[str, RcptParams]:
     raw = _params(tail)
     notify: tuple[str, ...] = ()
     orcpt: tuple[str, str] | None = None
-    seen: set[str] = set()
-    for key, value in raw:
-        k = key.upper()
-        if k not in offered:
-            raise GrammarError(replies.UNKNOWN_PARAMETER)
-        if k in seen:
-            raise GrammarError(replies.DUPLICATE_PARAMETER)
-        seen.add(k)
+    for k, value in _offered_params(raw, offered):
         if k == "NOTIFY":  # RFC 3461 §4.1: NEVER, or a list of SUCCESS/FAILURE/DELAY
             items = tuple((value or "").upper().split(","))
             distinct = len(set(items)) == len(items)
