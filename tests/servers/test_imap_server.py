@@ -339,3 +339,20 @@ def test_compress_deflate(connect):
     while b"y OK" not in data:
         data += inflate.decompress(sock.recv(4096))
     assert data.endswith(b"y OK NOOP completed\r\n")
+
+
+def test_connections_per_client_limit(mail_server):
+    server = mail_server({"imap": {"max_connections_per_ip": 2}}, accounts=ACCOUNTS)
+    held = [socket.create_connection(server.imap_address, timeout=10) for _ in range(2)]
+    try:
+        for sock in held:
+            assert sock.recv(4096).startswith(b"* OK")
+        extra = socket.create_connection(server.imap_address, timeout=10)
+        try:
+            assert extra.recv(4096).startswith(b"* BYE [UNAVAILABLE] Too many connections")
+            assert extra.recv(4096) == b""  # and closed
+        finally:
+            extra.close()
+    finally:
+        for sock in held:
+            sock.close()

@@ -7,31 +7,14 @@ import ssl
 
 import pytest
 
+from mailstead.testing.replies import ReplyReader
+
 
 def _insecure() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
-
-
-class Lines:
-    def __init__(self, sock) -> None:
-        self.sock = sock
-        self.buffer = b""
-
-    def reply(self) -> bytes:
-        lines = []
-        while True:
-            while b"\r\n" not in self.buffer:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError(f"closed after {lines!r}")
-                self.buffer += chunk
-            line, self.buffer = self.buffer.split(b"\r\n", 1)
-            lines.append(line)
-            if line[3:4] != b"-":
-                return b"\r\n".join(lines)
 
 
 @pytest.fixture
@@ -53,7 +36,7 @@ def connect(mail_server):
 def test_starttls_injection_is_discarded(connect):
     """CVE-2011-0411: commands pipelined after STARTTLS must not run inside TLS."""
     sock = connect()
-    lines = Lines(sock)
+    lines = ReplyReader(sock)
     lines.reply()
     sock.sendall(b"EHLO x\r\n")
     lines.reply()
@@ -61,7 +44,7 @@ def test_starttls_injection_is_discarded(connect):
     assert lines.reply().startswith(b"220 2.0.0")
     assert lines.buffer == b""
     tls = _insecure().wrap_socket(sock, server_hostname="localhost")
-    tls_lines = Lines(tls)
+    tls_lines = ReplyReader(tls)
     # Had the injected MAIL run, RCPT would be accepted; after TLS the session starts over.
     tls.sendall(b"RCPT TO:<alice@example.org>\r\n")
     assert tls_lines.reply().startswith(b"503")
@@ -79,7 +62,7 @@ def test_starttls_injection_is_discarded(connect):
 def test_smuggled_end_of_data_stays_inside_the_message(connect, smuggled):
     """No variant of a bare line ending ends DATA; the smuggled MAIL is never a command."""
     sock = connect()
-    lines = Lines(sock)
+    lines = ReplyReader(sock)
     lines.reply()
     for command in (b"EHLO x", b"MAIL FROM:<a@example.net>", b"RCPT TO:<alice@example.org>",
                     b"DATA"):  # fmt: skip

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from mailstead.testing.replies import ReplyReader
 from mailstead.testing.server import Account
 
 MESSAGE = (
@@ -50,7 +51,7 @@ class Raw:
 
     def __init__(self, address: tuple[str, int], timeout: float = 10.0) -> None:
         self.sock = socket.create_connection(address, timeout=timeout)
-        self.buffer = b""
+        self.replies = ReplyReader(self.sock)
         _OPEN.append(self)
 
     def send(self, data: bytes) -> None:
@@ -58,17 +59,7 @@ class Raw:
 
     def reply(self) -> bytes:
         """One whole (possibly multi-line) reply."""
-        lines = []
-        while True:
-            while b"\r\n" not in self.buffer:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError(f"closed after {lines!r}")
-                self.buffer += chunk
-            line, self.buffer = self.buffer.split(b"\r\n", 1)
-            lines.append(line)
-            if len(line) < 4 or line[3:4] != b"-":
-                return b"\r\n".join(lines)
+        return self.replies.reply()
 
     def command(self, line: bytes) -> bytes:
         self.send(line + b"\r\n")
