@@ -15,7 +15,7 @@ class ReplyReader:
         self.buffer = b""
 
     def reply(self) -> bytes:
-        lines = []
+        lines: list[bytes] = []
         while True:
             while b"\r\n" not in self.buffer:
                 chunk = self.sock.recv(65536)
