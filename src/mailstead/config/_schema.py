@@ -283,12 +283,37 @@ class IMAPConfig:
 
 
 @dataclass(frozen=True)
+class POP3Config:
+    max_connections: int = setting(
+        1000, Int(minimum=1), "Most simultaneous POP3 connections, over all listeners."
+    )
+    max_connections_per_ip: int = setting(
+        20,
+        Int(minimum=1),
+        "Most simultaneous POP3 connections from one client address (IPv6: from one /64).",
+    )
+    idle_timeout: float = setting(
+        "10m",
+        Duration(),
+        "How long to wait for the client's next command after login (RFC 1939 §3: at least 10 "
+        "minutes). Before login a client gets at most a minute.",
+    )
+    max_errors: int = setting(
+        10,
+        Int(minimum=1),
+        "Most error replies (unknown, malformed or over-long commands, commands in the wrong "
+        "state, failed logins) in one connection before it is closed.",
+    )
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     allow_plaintext_on_loopback: bool = setting(
         False,
         Bool(),
-        "Accept passwords (IMAP LOGIN/AUTHENTICATE) without TLS from loopback clients, e.g. a "
-        "webmail or a test on the same machine. Everyone else must use TLS first.",
+        "Accept passwords (IMAP LOGIN/AUTHENTICATE, POP3 USER/PASS/AUTH) without TLS from "
+        "loopback clients, e.g. a webmail or a test on the same machine. Everyone else must use "
+        "TLS first.",
     )
 
 
@@ -328,6 +353,7 @@ class Config:
     delivery: DeliveryConfig = section(DeliveryConfig, "Local delivery: address resolution.")
     storage: StorageConfig = section(StorageConfig, "Where and how mail is stored.")
     imap: IMAPConfig = section(IMAPConfig, "The IMAP server (imap and imaps listeners).")
+    pop3: POP3Config = section(POP3Config, "The POP3 server (pop3 and pop3s listeners).")
     auth: AuthConfig = section(AuthConfig, "Authentication of users, for every protocol.")
     log: LogConfig = section(LogConfig, "Logging.")
     # Not TOML keys: where the snapshot was loaded from.
