@@ -19,6 +19,14 @@ from dataclasses import dataclass
 
 from mailstead.directory import Directory
 from mailstead.imap import names
+from mailstead.imap.context import (
+    MAX_CONTEXTS,
+    SearchContext,
+    esearch_line,
+    ordered_set,
+    partial_item,
+    update_items,
+)
 from mailstead.imap.fetch import Fetcher
 from mailstead.imap.search import (
     Candidate,
@@ -115,6 +123,7 @@ class ImapSession:
         self.view: MailboxView | None = None
         self.enabled: set[str] = set()
         self.saved_search: list[int] | None = None
+        self.contexts: dict[str, SearchContext] = {}  # RFC 5267 live searches, by tag
         self.compressed = False
         self._auth_tag: str | None = None
 
@@ -136,6 +145,7 @@ class ImapSession:
             f"APPENDLIMIT={self.config.append_limit}", "UTF8=ACCEPT", "OBJECTID", "QUOTA",
             "QUOTA=RES-STORAGE", "BINARY",
             "SORT", "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES",
+            "CONTEXT=SEARCH", "CONTEXT=SORT",
         ]  # fmt: skip
         if not self.compressed:
             caps.append("COMPRESS=DEFLATE")
@@ -633,6 +643,7 @@ class ImapSession:
     def _unselect(self) -> None:
         self.view = None
         self.saved_search = None
+        self.contexts.clear()
         self.core.set_state(State.AUTHENTICATED)
 
     def _view(self) -> MailboxView:
@@ -677,6 +688,15 @@ class ImapSession:
 
     def _announce_expunges(self, view: MailboxView, uids: Iterable[int]) -> None:
         uids = list(uids)
+        gone = set(uids)
+        for context in self.contexts.values():  # RFC 5267 §4.3: REMOVEFROM before EXPUNGE
+            if gone.isdisjoint(context.result):
+                continue
+            numbers = {u: u if context.uid else view.seq_of(u) or 0 for u in context.result}
+            kept = [u for u in context.result if u not in gone]
+            removes, _ = update_items(context, kept, numbers, {})
+            context.result = kept
+            self._send(esearch_line(context, removes))
         if "QRESYNC" in self.enabled:
             view.remove(uids)
             if uids:
@@ -865,10 +885,14 @@ class ImapSession:
                 result += [b"ALL", r.sequence_set(numbers)]
             if "COUNT" in options:
                 result += [b"COUNT", str(len(numbers)).encode()]
+            if returns is not None and returns.partial is not None:
+                result += partial_item(returns.partial, numbers, ordered=False)
             if uses_modseq and numbers:
                 result += [b"MODSEQ", str(top_modseq).encode()]
             head = b"(TAG " + r.quoted(tag) + b")"
             self._send(r.untagged("ESEARCH", head, *(["UID"] if cmd.uid else []), *result))
+            if "UPDATE" in options:
+                self._keep_context(SearchContext(tag, cmd.criteria, cmd.uid, None, found, 0))
         await self.sync(expunges_allowed=cmd.uid)
         self._ok(tag, "Search completed")
         return Action.NONE
@@ -927,15 +951,18 @@ class ImapSession:
             views.append(MessageView(number, when, info.size, parsed, refs))
         return views
 
+    async def _sorted(self, search: c.SearchKey, criteria: tuple[str, ...]) -> list[int]:
+        """UIDs of the messages matching ``search``, in the order of the SORT ``criteria``."""
+        found = await self._search(search)
+        return sort_uids(list(criteria), await self._sort_views(found, found, references=False))
+
     async def cmd_sort(self, tag: str, cmd: c.Sort) -> Action:
         view = self._view()
-        found = await self._search(cmd.search)
-        numbers = found if cmd.uid else [view.seq_of(u) or 0 for u in found]
-        views = await self._sort_views(found, numbers, references=False)
         criteria: list[str] = []
         for key in cmd.criteria:
             criteria += ["REVERSE", key.key] if key.reverse else [key.key]
-        ordered = sort_uids(criteria, views)
+        sorted_uids = await self._sorted(cmd.search, tuple(criteria))
+        ordered = sorted_uids if cmd.uid else [view.seq_of(u) or 0 for u in sorted_uids]
         if cmd.returns is None:
             self._send(r.untagged("SORT", *[str(n) for n in ordered]))
         else:
@@ -947,11 +974,16 @@ class ImapSession:
             if "MAX" in options and ordered:
                 result += [b"MAX", str(ordered[-1]).encode()]
             if "ALL" in options and ordered:
-                result += [b"ALL", _ordered_set(ordered)]
+                result += [b"ALL", ordered_set(ordered)]
             if "COUNT" in options:
                 result += [b"COUNT", str(len(ordered)).encode()]
+            if cmd.returns.partial is not None:
+                result += partial_item(cmd.returns.partial, ordered, ordered=True)
             head = b"(TAG " + r.quoted(tag) + b")"
             self._send(r.untagged("ESEARCH", head, *(["UID"] if cmd.uid else []), *result))
+            if "UPDATE" in options:
+                context = SearchContext(tag, cmd.search, cmd.uid, tuple(criteria), sorted_uids, 0)
+                self._keep_context(context)
         await self.sync(expunges_allowed=cmd.uid)
         self._ok(tag, "Sort completed")
         return Action.NONE
@@ -971,6 +1003,60 @@ class ImapSession:
         await self.sync(expunges_allowed=cmd.uid)
         self._ok(tag, "Thread completed")
         return Action.NONE
+
+    def _keep_context(self, context: SearchContext) -> None:
+        """Remember a RETURN (UPDATE) search (RFC 5267 §4.1) as of the view's current state."""
+        context.generation = self._view().generation
+        if context.tag not in self.contexts and len(self.contexts) >= MAX_CONTEXTS:
+            text = "Too many search contexts, this one is not updated"
+            self._send(b"* NO [NOUPDATE " + r.quoted(context.tag) + b"] " + text.encode() + b"\r\n")
+            return
+        self.contexts[context.tag] = context
+
+    async def cmd_cancelupdate(self, tag: str, cmd: c.CancelUpdate) -> Action:
+        for name in cmd.tags:
+            self.contexts.pop(name, None)
+        self._ok(tag, "Updates cancelled")
+        return Action.NONE
+
+    async def _context_news(self, before: dict[int, int]) -> tuple[list[bytes], list[bytes]]:
+        """Re-run the live searches the mailbox changed under; ``before`` maps UIDs to the
+        sequence numbers the client knew. Returns the REMOVEFROM and ADDTO lines to send."""
+        view = self._view()
+        removals: list[bytes] = []
+        additions: list[bytes] = []
+        for context in list(self.contexts.values()):
+            if context.generation == view.generation:
+                continue
+            if context.sort is None:
+                new = await self._search(context.criteria)
+            else:
+                new = await self._sorted(context.criteria, context.sort)
+            if context.uid:
+                old_numbers: dict[int, int] = {u: u for u in context.result}
+                new_numbers = {u: u for u in new}
+            else:
+                old_numbers = {u: before[u] for u in context.result if u in before}
+                new_numbers = {u: s for u in new if (s := view.seq_of(u))}
+            removes, adds = update_items(context, new, old_numbers, new_numbers)
+            context.result, context.generation = new, view.generation
+            if removes:
+                removals.append(esearch_line(context, removes))
+            if adds:
+                additions.append(esearch_line(context, adds))
+        return removals, additions
+
+    def _context_numbers(self) -> dict[int, int]:
+        """Sequence numbers of the messages in the live searches' results, as the client knows
+        them now (REMOVEFROM goes out before the EXPUNGEs that renumber them)."""
+        view = self._view()
+        return {
+            u: seq
+            for context in self.contexts.values()
+            if not context.uid
+            for u in context.result
+            if (seq := view.seq_of(u))
+        }
 
     # -- quota ----------------------------------------------------------------------------------
     async def cmd_getquotaroot(self, tag: str, cmd: c.GetQuotaRoot) -> Action:
@@ -1039,15 +1125,23 @@ class ImapSession:
             if exc.code is StoreErrorCode.NONEXISTENT:
                 raise MailboxGone(str(exc)) from None
             raise
+        before = self._context_numbers() if self.contexts else {}
         updates = view.apply(changes, expunges_allowed=expunges_allowed)
         if updates.new_uids:
             first = await self.store.claim_recent(
                 view.mailbox_id, updates.new_uids[-1] + 1, claim=not view.read_only
             )
             view.recent.update(u for u in updates.new_uids if u >= first)
-        self._send_updates(view, updates)
+        removals, additions = await self._context_news(before) if self.contexts else ([], [])
+        self._send_updates(view, updates, removals, additions)
 
-    def _send_updates(self, view: MailboxView, updates: Updates) -> None:
+    def _send_updates(
+        self,
+        view: MailboxView,
+        updates: Updates,
+        removals: Iterable[bytes] = (),
+        additions: Iterable[bytes] = (),
+    ) -> None:
         # Flag changes carry the sequence numbers from before the expunges: send them first.
         condstore = "CONDSTORE" in self.enabled
         for seq, message in updates.flag_changes:
@@ -1056,6 +1150,8 @@ class ImapSession:
             if condstore:
                 parts += [b"MODSEQ", r.plist([str(message.modseq).encode()])]
             self._send(r.untagged(seq, "FETCH", r.plist(parts)))
+        for line in removals:  # RFC 5267 §4.3: before the EXPUNGEs renumber the messages
+            self._send(line)
         if "QRESYNC" in self.enabled and updates.vanished_uids:
             self._send(r.vanished(updates.vanished_uids))
         else:
@@ -1065,23 +1161,11 @@ class ImapSession:
             self._send(r.untagged(updates.exists, "EXISTS"))
             if "IMAP4REV2" not in self.enabled:
                 self._send(r.untagged(len(view.recent), "RECENT"))
+        for line in additions:
+            self._send(line)
 
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
-
-
-def _ordered_set(numbers: list[int]) -> bytes:
-    """A sequence-set that keeps the given order, with ranges for ascending runs."""
-    out: list[str] = []
-    start = prev = numbers[0]
-    for n in [*numbers[1:], None]:
-        if n is not None and n == prev + 1:
-            prev = n
-            continue
-        out.append(str(start) if start == prev else f"{start}:{prev}")
-        if n is not None:
-            start = prev = n
-    return ",".join(out).encode()
 
 
 def _header_value(raw: bytes, end: int, name: str) -> bytes | None:

@@ -50,6 +50,8 @@ class MailboxView:
         self.recent: set[int] = set()  # IMAP4rev1 \Recent, for this session only
         # news from the store not yet told to the client (expunges wait for an allowed moment)
         self._pending_expunges: set[int] = set()
+        # bumped whenever a message's flags, presence or arrival changes (search contexts re-run)
+        self.generation = 0
 
     # -- numbers -------------------------------------------------------------------------------
     @property
@@ -79,6 +81,7 @@ class MailboxView:
     # -- own changes ---------------------------------------------------------------------------
     def set_flags(self, message: MessageFlags) -> None:
         if message.uid in self.flags:
+            self.generation += 1
             self.flags[message.uid] = message.flags
             self.modseqs[message.uid] = message.modseq
             self.keywords.update(f for f in message.flags if f[:1] != "\\")
@@ -92,6 +95,7 @@ class MailboxView:
         """Forget expunged ``uids``; returns the sequence numbers to announce, in sending order
         (each EXPUNGE renumbers what follows, so highest first keeps them all valid)."""
         seqs = []
+        self.generation += 1
         for uid in sorted(set(uids), reverse=True):
             seq = self.seq_of(uid)
             if seq is None:
@@ -110,6 +114,8 @@ class MailboxView:
         updates = Updates()
         if changes.uidvalidity != self.uidvalidity:
             raise MailboxGone("UIDVALIDITY changed")
+        if changes.changed or changes.vanished:
+            self.generation += 1
         self._pending_expunges.update(u for u in changes.vanished if u in self.flags)
         new = [m for m in changes.changed if m.uid > self.max_uid and m.uid not in self.flags]
         for message in changes.changed:

@@ -1,8 +1,7 @@
 """Dovecot's ImapTest scripted tests against Mailstead's IMAP server (issue 3's conformance suite).
 
 Every script runs in a fresh `imaptest` mailbox of one account. Scripts for extensions Mailstead
-does not offer are skipped: CATENATE, URLAUTH and NOTIFY by decision, the others (SORT, THREAD,
-CONTEXT=SEARCH...) by capability until they are implemented. Known failures are strict xfails
+does not offer are skipped: CATENATE, URLAUTH and NOTIFY, by decision. Known failures are strict xfails
 with their reason, so a fix shows up as an unexpected pass and the list must shrink.
 """
 

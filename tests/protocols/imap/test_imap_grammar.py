@@ -563,7 +563,15 @@ SEARCH = [
         b"a1 SEARCH RETURN (PARTIAL 100:1) ALL",
         search(c.All(), returns=c.SearchReturn(frozenset(), (1, 100))),
     ),
+    (
+        b"a1 SEARCH RETURN (UPDATE ALL) SEEN",
+        search(SEEN, returns=c.SearchReturn(frozenset({"UPDATE", "ALL"}))),
+    ),
 ]
+
+
+def test_cancelupdate():
+    assert parse_command(b'a1 CANCELUPDATE "t1" "t 2"') == ("a1", c.CancelUpdate(("t1", "t 2")))
 
 
 @pytest.mark.parametrize(("line", "expected"), SEARCH)
@@ -700,6 +708,13 @@ ERRORS = [
     (b"a1 SEARCH RETURN (PARTIAL 1:-5) ALL", "a1", "SEARCH: Invalid PARTIAL range"),
     (b"a1 SEARCH RETURN (PARTIAL 0:5) ALL", "a1", "SEARCH: Invalid PARTIAL range"),
     (b"a1 SEARCH RETURN (ALL PARTIAL 1:5) ALL", "a1", "SEARCH: PARTIAL and ALL cannot be combined"),
+    (
+        b"a1 SEARCH RETURN (UPDATE PARTIAL 1:5) ALL",
+        "a1",
+        "SEARCH: PARTIAL and UPDATE cannot be combined",
+    ),
+    (b"a1 CANCELUPDATE", "a1", "CANCELUPDATE: Missing arguments"),
+    (b"a1 CANCELUPDATE a2", "a1", "CANCELUPDATE: Expected a string at 'a2'"),
     (b'a1 SEARCH CHARSET UTF-8 FROM "\xff"', "a1", "SEARCH: Invalid UTF-8 in quoted string"),
     (
         b"a1 SEARCH CHARSET US-ASCII FROM {1}\r\n\xe9",

@@ -21,7 +21,7 @@ from mailstead.protocols.imap import ParseError, parse_command
 SCRIPTS = Path(os.environ.get("MAILSTEAD_IMAPTEST_DIR", "/work/shared/testdata/imaptest-tests"))
 
 # Extensions this grammar does not implement: their scripts are skipped as a whole.
-UNSUPPORTED = {"CATENATE", "CONTEXT=SEARCH", "CONTEXT=SORT", "NOTIFY", "URLAUTH", "URLAUTH=BINARY"}
+UNSUPPORTED = {"CATENATE", "NOTIFY", "URLAUTH", "URLAUTH=BINARY"}
 
 # (script, command prefix) → the command is expected to be refused by the grammar.
 EXPECTED_ERRORS = {

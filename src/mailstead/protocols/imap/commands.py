@@ -27,6 +27,7 @@ __all__ = [
     "Authenticate",
     "BinarySize",
     "BodySection",
+    "CancelUpdate",
     "Capability",
     "Check",
     "Close",
@@ -337,7 +338,8 @@ SearchKey = (
 
 @dataclass(frozen=True, slots=True)
 class SearchReturn:
-    """ESEARCH RETURN options (RFC 4731, RFC 9051 §6.4.4): a subset of MIN MAX ALL COUNT SAVE,
+    """ESEARCH RETURN options (RFC 4731, RFC 9051 §6.4.4): a subset of MIN MAX ALL COUNT SAVE
+    UPDATE (RFC 5267 §4.1),
     and PARTIAL (RFC 9394) as a (first, last) range: ``1:100`` → (1, 100); ``-1:-100`` (the last
     hundred, counting from the end) → (-1, -100); either way ``abs(first) <= abs(last)``.
     ``RETURN ()`` means ALL (RFC 4731 §3.1), so ``options`` is never empty without a partial."""
@@ -562,6 +564,14 @@ class Close(Command):
 @dataclass(frozen=True, slots=True)
 class Unselect(Command):
     NAME: ClassVar[str] = "UNSELECT"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelUpdate(Command):
+    """CANCELUPDATE (RFC 5267 §4.2): stop updating the named search contexts."""
+
+    NAME: ClassVar[str] = "CANCELUPDATE"
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1128,7 +1128,7 @@ def _charset(p: _Parser) -> tuple[str, str]:
     return name, codec
 
 
-_SEARCH_RETURN: Final = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+_SEARCH_RETURN: Final = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE", "UPDATE"})
 _PARTIAL_RANGE: Final = re.compile(rb"(-?)([0-9]+):(-?)([0-9]+)")
 
 
@@ -1159,6 +1159,8 @@ def _search_return(p: _Parser, *, sort: bool = False) -> c.SearchReturn:
     p.char(0x29, "')' after return options")
     if partial is not None and "ALL" in opts:
         _err("PARTIAL and ALL cannot be combined")  # RFC 9394 §3.1
+    if partial is not None and "UPDATE" in opts:
+        _err("PARTIAL and UPDATE cannot be combined")  # windows that slide are not offered
     if not opts and partial is None:
         opts.add("ALL")  # RFC 4731 §3.1: RETURN () means RETURN (ALL)
     return c.SearchReturn(frozenset(opts), partial)
@@ -1223,6 +1225,16 @@ def _thread(p: _Parser, uid: bool) -> c.Command:
     return c.Thread(algorithm, charset, search, uid)
 
 
+def _cancelupdate(p: _Parser) -> c.Command:
+    """``CANCELUPDATE tag-string *(SP tag-string)`` (RFC 5267 §4.2)."""
+    p.sp()
+    tags = [p.text(p.string())]
+    while p.maybe_sp():
+        tags.append(p.text(p.string()))
+    p.done()
+    return c.CancelUpdate(tuple(tags))
+
+
 # --- QUOTA (RFC 9208) -----------------------------------------------------------------------------
 def _getquota(p: _Parser) -> c.Command:
     p.sp()
@@ -1278,6 +1290,7 @@ _HANDLERS: Final[dict[str, _Handler]] = {
     "SEARCH": lambda p: _search(p, False),
     "SORT": lambda p: _sort(p, False),
     "THREAD": lambda p: _thread(p, False),
+    "CANCELUPDATE": _cancelupdate,
 }
 _UID_HANDLERS: Final[dict[str, _Handler]] = {
     "FETCH": lambda p: _fetch(p, True),

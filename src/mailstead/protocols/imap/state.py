@@ -83,6 +83,7 @@ TABLE: Final[Mapping[str, Rule]] = {
     "MOVE": _SELECTED,
     "SORT": _SELECTED,
     "THREAD": _SELECTED,
+    "CANCELUPDATE": _SELECTED,
     "UID": _SELECTED,
 }
 
