@@ -24,8 +24,9 @@ RFC 9051 §6.4.5 and RFC 3516, with Dovecot 2.3's choices where the RFCs leave r
   Content-Transfer-Encoding field of a part counts. Unknown encodings: ``UnknownCte``.
 
 Line endings: the store keeps messages CRLF-normalised, so slices of ``raw`` are sent as
-they are and sizes are ``len(raw)``-based. A bare LF that still reaches these functions is
-sent as CRLF (as Dovecot's virtual size counts it), so nothing breaks if it happens.
+they are and sizes are ``len(raw)``-based. A bare LF that still reaches these functions (only a
+binary APPEND keeps them) is sent as CRLF in BODY answers (as Dovecot's virtual size counts it)
+and as stored in the content BINARY answers (RFC 3516: binary content is not altered).
 """
 
 from __future__ import annotations
@@ -493,7 +494,8 @@ class _Binary:
             else:
                 if b"\0" in body:
                     self.has_nuls = True
-                self.out.append(_crlf(body))
+                # kept as stored: a binary APPEND (literal8) may hold bare LFs (RFC 3516 §4.1)
+                self.out.append(body)
         self.copy_start = end
 
 

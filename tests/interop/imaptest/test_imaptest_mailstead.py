@@ -24,7 +24,6 @@ pytestmark = [pytest.mark.interop]
 NOT_OFFERED = {"CATENATE", "URLAUTH", "NOTIFY"}
 
 KNOWN_FAILURES: dict[str, str] = {
-    "append-binary": "BINARY[] of a binary part returns bare LF as CRLF",
     "thread": "THREAD REFERENCES differs from Dovecot when References form a loop",
 }
 
