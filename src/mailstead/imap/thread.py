@@ -115,9 +115,14 @@ def references(messages: Sequence[MessageView]) -> list[Thread]:
             if prev is not None and cur.parent is None and not cur.ancestor_of(prev):
                 _link(prev, cur)
             prev = cur
-        # (1)(C) the last reference is our parent
-        if prev is not None and not me.ancestor_of(prev) and me.parent is not prev:
-            _link(prev, me)
+        # (1)(C) the last reference (or none) is our parent: an earlier link made from another
+        # message's References is broken first, even when the new one would make a loop
+        if me.parent is not prev:
+            if me.parent is not None:
+                me.parent.children.remove(me)
+                me.parent = None
+            if prev is not None and not me.ancestor_of(prev):
+                _link(prev, me)
     roots = [n for n in table.values() if n.parent is None]
     out = [t for r in roots for t in _prune(r, True)]
     for t in out:

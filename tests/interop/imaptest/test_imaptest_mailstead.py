@@ -1,8 +1,8 @@
 """Dovecot's ImapTest scripted tests against Mailstead's IMAP server (issue 3's conformance suite).
 
 Every script runs in a fresh `imaptest` mailbox of one account. Scripts for extensions Mailstead
-does not offer are skipped: CATENATE, URLAUTH and NOTIFY, by decision. Known failures are strict xfails
-with their reason, so a fix shows up as an unexpected pass and the list must shrink.
+does not offer are skipped: CATENATE, URLAUTH and NOTIFY, by decision. Known failures are strict
+xfails with their reason, so a fix shows up as an unexpected pass and the list must shrink.
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ pytestmark = [pytest.mark.interop]
 
 NOT_OFFERED = {"CATENATE", "URLAUTH", "NOTIFY"}
 
-KNOWN_FAILURES: dict[str, str] = {
-    "thread": "THREAD REFERENCES differs from Dovecot when References form a loop",
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 def _script_names() -> list[str]:
