@@ -139,18 +139,9 @@ KNOWN_APPEND: dict[str, tuple[str, Callable[[bytes, str], bool]]] = {
 }
 
 # SEARCH command -> (reason, messages only we find, messages only Dovecot finds)
-_FIRST_DATE = "BUG: several Date fields: SENT* use the last; Dovecot's use the first"
 _TORTURE = "BUG: TEXT misses a match in the MIME torture test that Dovecot finds (not yet found)"
 KNOWN_SEARCH: dict[str, tuple[str, set[int], set[int]]] = {
     'SEARCH TEXT "hello"': (_TORTURE, set(), {110}),
-    "SEARCH SENTBEFORE 1-Jan-1990": (_FIRST_DATE, set(), {88}),
-    "SEARCH SENTBEFORE 1-Jan-2002": (_FIRST_DATE, set(), {88}),
-    "SEARCH SENTSINCE 1-Jan-2020": (_FIRST_DATE, {88}, set()),
-    "SEARCH SENTON 2-Jan-2002": (
-        "BUG: two Date fields: no sent date; Dovecot's SENT* use the first",
-        set(),
-        {118},
-    ),
 }
 
 # SEARCH command -> (reason, our whole answer) where the answer is not a SEARCH list

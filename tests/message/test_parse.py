@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from mailstead.message import parse_message
+from mailstead.message.parse import from_json, to_json
 
 from .cases import CASES, crlf
 
@@ -54,3 +55,14 @@ def test_envelope_raw_values_and_defaults():
     assert env.sender == [] and env.imap_sender == env.from_ and env.imap_reply_to == env.from_
     assert parse_message(crlf("Subject:   \n\n")).envelope.subject == b"  "
     assert parse_message(crlf("X: y\n\n")).envelope.subject is None
+
+
+def test_several_date_fields_envelope_shows_the_last_search_uses_the_first():
+    raw = b"Date: Mon, 1 Jan 1990 00:00:00 +0000\r\nDate: Tue, 2 Jan 2024 00:00:00 +0000\r\n\r\nx"
+    m = parse_message(raw)
+    assert m.date == datetime(2024, 1, 2, tzinfo=UTC)
+    assert m.sent_date == datetime(1990, 1, 1, tzinfo=UTC)
+    again = from_json(to_json(m))
+    assert again.sent_date == m.sent_date and again.date == m.date
+    single = parse_message(b"Date: Tue, 2 Jan 2024 00:00:00 +0000\r\n\r\nx")
+    assert single.first_date is None and single.sent_date == single.date

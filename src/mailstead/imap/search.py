@@ -197,7 +197,7 @@ def _date_matches(key: c.DateKey, msg: Candidate) -> bool:
         # header, 1-Jan-1970 (Dovecot's choice: such messages are "sent" before any date).
         if msg.parsed is None:
             msg.parsed = from_json(msg.info.structure)
-        sent = msg.parsed.date
+        sent = msg.parsed.sent_date
         day = datetime.date(1970, 1, 1) if sent is None else sent.date()
     else:
         return False

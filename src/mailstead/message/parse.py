@@ -50,6 +50,9 @@ class ParsedMessage:
     envelope: Envelope
     root: MimePart
     fields: list[HeaderField] = field(default_factory=list)
+    # the first Date field's value, kept only when the header has several (ENVELOPE shows the
+    # last one, SEARCH SENT* use the first)
+    first_date: bytes | None = None
 
     @property
     def subject(self) -> str:
@@ -69,22 +72,31 @@ class ParsedMessage:
 
     @property
     def date(self) -> datetime | None:
-        d = self.envelope.date
-        if d is None:
-            return None
-        text = unfold(d).decode("ascii", "replace").strip()
-        try:
-            return parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            pass
-        # RFC 5322 §3.3 allows a leap second (":60"), which datetime cannot hold: take :59
-        leap = _LEAP_SECOND.sub(r"\1:59", text)
-        if leap == text:
-            return None
-        try:
-            return parsedate_to_datetime(leap)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
+        """The (last) Date field as ENVELOPE shows it, parsed; None when absent or unusable."""
+        return _parse_date(self.envelope.date)
+
+    @property
+    def sent_date(self) -> datetime | None:
+        """The first Date field, parsed: what SEARCH SENT* compare, as Dovecot does."""
+        return _parse_date(self.first_date if self.first_date is not None else self.envelope.date)
+
+
+def _parse_date(d: bytes | None) -> datetime | None:
+    if d is None:
+        return None
+    text = unfold(d).decode("ascii", "replace").strip()
+    try:
+        return parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        pass
+    # RFC 5322 §3.3 allows a leap second (":60"), which datetime cannot hold: take :59
+    leap = _LEAP_SECOND.sub(r"\1:59", text)
+    if leap == text:
+        return None
+    try:
+        return parsedate_to_datetime(leap)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 _LEAP_SECOND = re.compile(r"(\d{1,2}:\d{2}):60\b")
@@ -402,19 +414,21 @@ def parse_message(raw: bytes) -> ParsedMessage:
     """Parse ``raw`` (the whole message, CRLF or LF line endings) into its structure."""
     eng = _Engine(raw)
     root, fields, _end, _hit = eng.entity(0, 0, False, 0)
+    dates = [f.value for f in fields if f.name.lower() == "date"]
     return ParsedMessage(
         size=len(raw),
         header_end=root.body_start,
         envelope=build_envelope(fields),
         root=root,
         fields=fields,
+        first_date=dovecot_value(dates[0]) if len(dates) > 1 else None,
     )
 
 
 # -- cache format ----------------------------------------------------------------------------
-# [version, size, header_end, envelope, root]; a part is a list in _PART_KEYS order with
-# trailing defaults dropped; an address is a list in _ADDR_KEYS order, likewise. Bytes are
-# stored as str via surrogateescape (json escapes the surrogates).
+# [version, size, header_end, envelope, root(, first_date)]; a part is a list in _PART_KEYS
+# order with trailing defaults dropped; an address is a list in _ADDR_KEYS order, likewise.
+# Bytes are stored as str via surrogateescape (json escapes the surrogates).
 _FORMAT = 1
 _PART_DEFAULTS: tuple[Any, ...] = (
     0,
@@ -550,6 +564,8 @@ def to_json(parsed: ParsedMessage) -> bytes:
         _env_out(parsed.envelope),
         _part_out(parsed.root),
     ]
+    if parsed.first_date is not None:
+        doc.append(_b(parsed.first_date))
     return json.dumps(doc, separators=(",", ":")).encode("ascii")
 
 
@@ -558,5 +574,6 @@ def from_json(data: bytes) -> ParsedMessage:
     doc = json.loads(data)
     if not isinstance(doc, list) or not doc or doc[0] != _FORMAT:
         raise ValueError("not a mailstead.message cache document (or unknown version)")
-    _v, size, header_end, env, root = doc
-    return ParsedMessage(size, header_end, _env_in(env), _part_in(root))
+    _v, size, header_end, env, root, *rest = doc
+    first_date = _unb(rest[0]) if rest else None
+    return ParsedMessage(size, header_end, _env_in(env), _part_in(root), first_date=first_date)
