@@ -33,3 +33,17 @@ def test_declared_encoding_without_mime_version_is_decoded_for_search():
     raw = b"Subject: x\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8g*d29y\r\nbGQ=\r\n"
     text = body_text(raw, parse_message(raw).root)
     assert text == "hello "  # up to the first invalid character, as Dovecot
+
+
+def test_text_includes_mime_part_headers():
+    """RFC 9051 §6.4.4: TEXT searches the header "including MIME header fields" and the body."""
+    raw = (
+        b"Subject: top\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+        b"--b\r\nContent-Description: Hello little man\r\nContent-Type: text/plain\r\n\r\n"
+        b"body words\r\n--b--\r\n"
+    )
+    parsed = parse_message(raw)
+    headers, body = searchable(raw, parsed)
+    assert "hello little man" in headers
+    assert "hello" not in body  # BODY does not see part headers
+    assert "hello little man" not in body_text(raw, parsed.root)

@@ -38,13 +38,23 @@ def header_values(raw: bytes, header_end: int, start: int = 0) -> dict[str, list
 
 def body_text(raw: bytes, root: MimePart, *, embedded_headers: bool = False) -> str:
     """The decoded text of every text part, embedded messages included (not case-folded);
-    with ``embedded_headers``, the decoded header values of embedded messages too."""
+    with ``embedded_headers``, the decoded header values of embedded messages and of every MIME
+    part too (what TEXT searches besides the top-level header)."""
     pieces: list[str] = []
+    seen_headers: set[tuple[int, int]] = set()
+
+    def add_header(start: int, end: int) -> None:
+        if (start, end) not in seen_headers:
+            seen_headers.add((start, end))
+            inner = header_values(raw, end, start=start)
+            pieces.extend(v for values in inner.values() for v in values)
+
     for part in root.walk():  # walk() already descends into embedded messages: no recursion
+        if embedded_headers and part is not root:
+            add_header(part.header_start, part.body_start)  # RFC 9051 TEXT: MIME headers too
         if part.message is not None:
             if embedded_headers:
-                inner = header_values(raw, part.message.header_end, start=part.body_start)
-                pieces.extend(v for values in inner.values() for v in values)
+                add_header(part.body_start, part.message.header_end)
             continue
         if part.children:
             continue
@@ -95,7 +105,8 @@ def searchable(raw: bytes, parsed: ParsedMessage) -> tuple[str, str]:
     """(headers, body) as the full-text index stores them: case-folded."""
     headers = header_values(raw, parsed.header_end)
     header_text = "\n".join(v for values in headers.values() for v in values)
-    # Embedded messages' headers are indexed with the headers: the index is only a prefilter
-    # for HEADER keys (they are checked against the top-level header), and TEXT needs them.
+    # Embedded messages' and MIME parts' headers are indexed with the headers: the index is only
+    # a prefilter for HEADER keys (they are checked against the top-level header), and TEXT
+    # needs them.
     inner = body_text(raw, parsed.root, embedded_headers=True).casefold()
     return header_text + "\n" + inner, body_text(raw, parsed.root).casefold()
