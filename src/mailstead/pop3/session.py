@@ -1,0 +1,356 @@
+"""One POP3 session: typed commands in (from the sans-IO core), replies out, the store between.
+
+The shell (``servers.pop3``) owns the socket, TLS and timeouts; this class owns what the
+commands mean. Replies are built with ``protocols.pop3.replies`` and handed to the core with
+``core.send``; the shell calls ``command_done`` unless the returned `Action` says otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mailstead.directory import Directory
+from mailstead.observability.log import log_event
+from mailstead.pop3.maildrop import Maildrop, MaildropLocks, NoSuchMessage
+from mailstead.protocols.pop3 import AuthResponse, ServerCore, State, replies
+from mailstead.protocols.pop3 import commands as c
+from mailstead.store import Account, FlagOp, Store, StoreError, StoreErrorCode
+
+log = logging.getLogger("mailstead.pop3")
+
+# Messages larger than this are prepared for sending (line ends, byte-stuffing) in a worker
+# thread, so a big RETR does not stall the other sessions.
+THREAD_THRESHOLD = 1024 * 1024
+
+SEEN = "\\Seen"
+DELETED = "\\Deleted"
+
+# RFC 2449 §8 / RFC 3206 response codes, in one place.
+AUTH_FAILED = ("Authentication failed", "AUTH")
+PLAINTEXT_REFUSED = ("Plaintext authentication disallowed, use STLS first", "AUTH")
+IN_USE = ("Maildrop is locked by another session", "IN-USE")
+TEMPORARY = ("Temporary failure, try again later", "SYS/TEMP")
+
+
+class Action(enum.Enum):
+    """What the shell must do after a command."""
+
+    NONE = "none"  # call command_done() and go on
+    STLS = "stls"  # flush, start TLS, then core.tls_started()
+    AUTH = "auth"  # a SASL challenge is queued: read the client's response (core.begin_auth())
+
+
+@dataclass(slots=True)
+class SessionConfig:
+    hostname: str
+    allow_insecure_auth: bool  # USER/PASS and AUTH before TLS (loopback only, when configured)
+    stls_available: bool
+
+
+@dataclass(slots=True)
+class SessionStats:
+    """What the session did, for its log line."""
+
+    user: str | None = None
+    retrieved: int = 0
+    octets: int = 0
+    deleted: int = 0
+    login_failures: int = 0
+
+
+def is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+class Pop3Session:
+    """Command handlers for one connection."""
+
+    def __init__(
+        self,
+        store: Store,
+        directory: Directory,
+        config: SessionConfig,
+        core: ServerCore,
+        locks: MaildropLocks,
+        *,
+        tls_active: bool,
+        peer: str,
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.config = config
+        self.core = core
+        self.locks = locks
+        self.tls_active = tls_active
+        self.peer = peer
+        self.account: Account | None = None
+        self.maildrop: Maildrop | None = None
+        self.stats = SessionStats()
+        self._user: str | None = None  # from USER, for PASS
+        self._locked: int | None = None  # the account whose maildrop lock we hold
+        self._handlers: dict[type[c.Command], Callable[[Any], Awaitable[Action]]] = {
+            c.Capa: self.cmd_capa, c.Quit: self.cmd_quit, c.Stls: self.cmd_stls,
+            c.User: self.cmd_user, c.Pass: self.cmd_pass, c.Auth: self.cmd_auth,
+            c.Stat: self.cmd_stat, c.List: self.cmd_list, c.Uidl: self.cmd_uidl,
+            c.Retr: self.cmd_retr, c.Top: self.cmd_top, c.Dele: self.cmd_dele,
+            c.Rset: self.cmd_rset, c.Noop: self.cmd_noop,
+        }  # fmt: skip
+
+    # -- capabilities ----------------------------------------------------------------------------
+    def capabilities(self) -> list[str]:
+        """RFC 2449 §6 (CAPA); before login also the ways to log in that are open now."""
+        caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+        if self.account is None:
+            if self._auth_allowed():
+                caps.append("USER")
+                mechanisms = self.mechanisms()
+                if mechanisms:
+                    caps.append("SASL " + " ".join(mechanisms))
+            if self.config.stls_available and not self.tls_active:
+                caps.append("STLS")
+        caps.append("IMPLEMENTATION Mailstead")
+        return caps
+
+    def mechanisms(self) -> list[str]:
+        """SASL mechanisms offered now (none until the SASL package is wired in)."""
+        return []
+
+    def greeting(self) -> None:
+        self.core.greet(f"{self.config.hostname} Mailstead POP3 ready")
+
+    def _auth_allowed(self) -> bool:
+        return self.tls_active or self.config.allow_insecure_auth
+
+    # -- output helpers --------------------------------------------------------------------------
+    def _ok(self, text: str = "") -> None:
+        self.core.send(replies.ok(text))
+
+    def _err(self, text: str, code: str | None = None) -> None:
+        self.core.send(replies.err(text, code))
+
+    def _maildrop(self) -> Maildrop:
+        assert self.maildrop is not None
+        return self.maildrop
+
+    # -- dispatch --------------------------------------------------------------------------------
+    async def handle(self, command: c.Command) -> Action:
+        try:
+            action = await self._handlers[type(command)](command)
+        except NoSuchMessage as exc:
+            self._err(str(exc))
+            return Action.NONE
+        except StoreError as exc:
+            log_event(log, "pop3.store_error", logging.ERROR, client=self.peer,
+                      user=self.stats.user, error=str(exc))  # fmt: skip
+            if exc.code is StoreErrorCode.NONEXISTENT:
+                self._err("Message was removed by another session")
+            else:
+                self._err(*TEMPORARY)
+            return Action.NONE
+        return action
+
+    def close(self) -> None:
+        """The connection is gone (QUIT or not): give up the maildrop. Nothing is deleted
+        unless QUIT did it."""
+        if self._locked is not None:
+            self.locks.release(self._locked)
+            self._locked = None
+
+    # -- any state -------------------------------------------------------------------------------
+    async def cmd_capa(self, cmd: c.Capa) -> Action:
+        self.core.send(replies.multiline(replies.ok("Capability list follows"),
+                                         self.capabilities()))  # fmt: skip
+        return Action.NONE
+
+    async def cmd_quit(self, cmd: c.Quit) -> Action:
+        if self.maildrop is None:
+            self._ok("Bye")
+        else:
+            await self._update()
+        self.core.set_state(State.UPDATE)
+        return Action.NONE
+
+    async def _update(self) -> None:
+        """RFC 1939 §6, the UPDATE state: remove the messages marked deleted (through the store,
+        so every IMAP session hears of it), and mark the retrieved ones seen."""
+        maildrop = self._maildrop()
+        seen, deleted = maildrop.seen_uids(), maildrop.deleted_uids()
+        store = self.store
+        try:
+            if seen:
+                await store.store_flags(maildrop.mailbox_id, seen, FlagOp.ADD, frozenset({SEEN}))
+            if deleted:
+                await store.store_flags(
+                    maildrop.mailbox_id, deleted, FlagOp.ADD, frozenset({DELETED})
+                )
+                result = await store.expunge(maildrop.mailbox_id, deleted)
+                self.stats.deleted = len(result.uids)
+        except StoreError as exc:
+            log_event(log, "pop3.update_failed", logging.ERROR, client=self.peer,
+                      user=self.stats.user, error=str(exc))  # fmt: skip
+            self._err("Some deleted messages not removed", "SYS/TEMP")
+            return
+        count, _ = maildrop.stat()
+        self._ok(f"Bye, {len(deleted)} deleted, {count} left")
+
+    # -- AUTHORIZATION ---------------------------------------------------------------------------
+    async def cmd_stls(self, cmd: c.Stls) -> Action:
+        if self.tls_active:
+            self._err("TLS is already active")
+            return Action.NONE
+        if not self.config.stls_available:
+            self._err("TLS is not available")
+            return Action.NONE
+        self._ok("Begin TLS negotiation")
+        return Action.STLS
+
+    async def cmd_user(self, cmd: c.User) -> Action:
+        if not self._auth_allowed():
+            self._err(*PLAINTEXT_REFUSED)
+            return Action.NONE
+        self._user = cmd.name
+        self.core.set_state(State.USER)
+        self._ok("Send PASS")  # says nothing of whether the account exists
+        return Action.NONE
+
+    async def cmd_pass(self, cmd: c.Pass) -> Action:
+        user, self._user = self._user or "", None
+        account = await self._authenticate(user, cmd.password)
+        if account is not None:
+            await self.login(account)
+        return Action.NONE
+
+    async def cmd_auth(self, cmd: c.Auth) -> Action:
+        if cmd.mechanism is None:  # RFC 1734 practice: list the mechanisms
+            self.core.send(replies.multiline(replies.ok("Mechanisms follow"), self.mechanisms()))
+            return Action.NONE
+        if not self._auth_allowed():
+            self._err(*PLAINTEXT_REFUSED)
+            return Action.NONE
+        self._err("Unsupported authentication mechanism")
+        return Action.NONE
+
+    async def auth_response(self, event: AuthResponse) -> Action:
+        """The client's line during an AUTH exchange."""
+        self._err("No authentication exchange in progress")
+        return Action.NONE
+
+    async def _authenticate(self, user: str, password: str) -> Account | None:
+        try:
+            account = await self.directory.authenticate(user, password)
+        except StoreError:
+            self._err(*TEMPORARY)
+            self.core.set_state(State.AUTHORIZATION)
+            return None
+        if account is None:
+            self.login_failed(user)
+        return account
+
+    def login_failed(self, user: str) -> None:
+        """The same reply whether or not the account exists."""
+        log_event(log, "pop3.login_failed", logging.WARNING, client=self.peer, user=user)
+        self.stats.login_failures += 1
+        self._err(*AUTH_FAILED)
+        self.core.set_state(State.AUTHORIZATION)
+        self.core.count_error()
+
+    async def login(self, account: Account) -> None:
+        """Credentials checked: lock and open the maildrop, enter TRANSACTION."""
+        core = self.core
+        if not self.locks.acquire(account.id):
+            log_event(log, "pop3.in_use", logging.WARNING, client=self.peer,
+                      user=account.address)  # fmt: skip
+            self._err(*IN_USE)
+            core.set_state(State.AUTHORIZATION)
+            return
+        self._locked = account.id
+        try:
+            self.maildrop = await Maildrop.load(self.store, account.id)
+        except StoreError:
+            self.close()
+            self._err(*TEMPORARY)
+            core.set_state(State.AUTHORIZATION)
+            return
+        self.account = account
+        self.stats.user = account.address
+        core.set_state(State.TRANSACTION)
+        count, size = self.maildrop.stat()
+        log_event(log, "pop3.login", client=self.peer, user=account.address, messages=count)
+        self._ok(f"Logged in, {count} messages ({size} octets)")
+
+    # -- TRANSACTION -----------------------------------------------------------------------------
+    async def cmd_stat(self, cmd: c.Stat) -> Action:
+        count, size = self._maildrop().stat()
+        self._ok(f"{count} {size}")
+        return Action.NONE
+
+    async def cmd_list(self, cmd: c.List) -> Action:
+        maildrop = self._maildrop()
+        if cmd.msg is not None:
+            self._ok(f"{cmd.msg} {maildrop.entry(cmd.msg).size}")
+            return Action.NONE
+        count, size = maildrop.stat()
+        lines = [f"{n} {entry.size}" for n, entry in maildrop.visible()]
+        self.core.send(replies.multiline(replies.ok(f"{count} messages ({size} octets)"), lines))
+        return Action.NONE
+
+    async def cmd_uidl(self, cmd: c.Uidl) -> Action:
+        maildrop = self._maildrop()
+        if cmd.msg is not None:
+            self._ok(f"{cmd.msg} {maildrop.unique_id(maildrop.entry(cmd.msg))}")
+            return Action.NONE
+        lines = [f"{n} {maildrop.unique_id(entry)}" for n, entry in maildrop.visible()]
+        self.core.send(replies.multiline(replies.ok("Unique ids follow"), lines))
+        return Action.NONE
+
+    async def cmd_retr(self, cmd: c.Retr) -> Action:
+        maildrop = self._maildrop()
+        entry = maildrop.entry(cmd.msg)
+        raw = await self.store.read_blob(entry.blob_id)
+        if len(raw) > THREAD_THRESHOLD:
+            body = await asyncio.to_thread(replies.message, raw)
+        else:
+            body = replies.message(raw)
+        self.core.send(replies.ok(f"{entry.size} octets") + body)
+        maildrop.retrieved.add(cmd.msg)
+        self.stats.retrieved += 1
+        self.stats.octets += len(body)
+        return Action.NONE
+
+    async def cmd_top(self, cmd: c.Top) -> Action:
+        entry = self._maildrop().entry(cmd.msg)
+        raw = await self.store.read_blob(entry.blob_id)
+        if len(raw) > THREAD_THRESHOLD:
+            body = await asyncio.to_thread(replies.top, raw, cmd.lines)
+        else:
+            body = replies.top(raw, cmd.lines)
+        self.core.send(replies.ok("Top of message follows") + body)
+        self.stats.octets += len(body)
+        return Action.NONE
+
+    async def cmd_dele(self, cmd: c.Dele) -> Action:
+        maildrop = self._maildrop()
+        maildrop.entry(cmd.msg)
+        maildrop.deleted.add(cmd.msg)
+        self._ok(f"Message {cmd.msg} deleted")
+        return Action.NONE
+
+    async def cmd_rset(self, cmd: c.Rset) -> Action:
+        maildrop = self._maildrop()
+        maildrop.reset()
+        count, size = maildrop.stat()
+        self._ok(f"{count} messages ({size} octets)")
+        return Action.NONE
+
+    async def cmd_noop(self, cmd: c.Noop) -> Action:
+        self._ok()
+        return Action.NONE

@@ -1,0 +1,254 @@
+"""POP3 (110 with STLS, 995 implicit TLS): an asyncio shell around the sans-IO core and the
+session logic of :mod:`mailstead.pop3.session`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+
+from mailstead.directory import Directory
+from mailstead.observability.ids import new_id
+from mailstead.observability.log import log_event
+from mailstead.pop3 import Action, MaildropLocks, Pop3Session, SessionConfig, is_loopback
+from mailstead.protocols.pop3 import (
+    NEED_DATA,
+    PAUSED,
+    AuthResponse,
+    CommandReceived,
+    ConnectionClosed,
+    ProtocolErrorEvent,
+    ServerCore,
+    Settings,
+    replies,
+)
+from mailstead.security.limits import client_key
+from mailstead.servers.stream import StreamSession
+from mailstead.store import Store
+
+log = logging.getLogger("mailstead.pop3")
+
+# Before login (and during an AUTH exchange or a TLS handshake) a client gets this long.
+PRELOGIN_TIMEOUT = 60.0
+
+
+@dataclass(slots=True)
+class POP3Limits:
+    max_connections: int = 1000
+    max_connections_per_ip: int = 20
+    idle_timeout: float = 600.0  # RFC 1939 §3: at least 10 minutes
+    max_errors: int = 10
+    allow_insecure_auth_on_loopback: bool = False
+
+
+@dataclass(slots=True)
+class POP3ServiceState:
+    hostname: str
+    store: Store
+    directory: Directory
+    tls_context: ssl.SSLContext | None
+    limits: POP3Limits
+    locks: MaildropLocks = field(default_factory=MaildropLocks)
+    sessions: set[POP3Connection] = field(default_factory=set)
+    per_ip: dict[str, int] = field(default_factory=dict)
+    shutting_down: bool = False
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class POP3Connection(StreamSession):
+    """One POP3 connection."""
+
+    def __init__(self, state: POP3ServiceState, *, implicit_tls: bool) -> None:
+        super().__init__()
+        self.state = state
+        self.implicit_tls = implicit_tls
+        self.client_key = "unknown"
+        self.session_id = new_id()
+        self._task: asyncio.Task[None] | None = None
+        self._started = time.monotonic()
+        self._close_reason = "error"
+        self._session: Pop3Session | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.client_key = client_key(self.peer_ip)
+        state = self.state
+        state.sessions.add(self)
+        state.per_ip[self.client_key] = state.per_ip.get(self.client_key, 0) + 1
+        state.idle.clear()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def _done(self) -> None:
+        state = self.state
+        if self in state.sessions:
+            state.sessions.discard(self)
+            count = state.per_ip.get(self.client_key, 1) - 1
+            if count <= 0:
+                state.per_ip.pop(self.client_key, None)
+            else:
+                state.per_ip[self.client_key] = count
+            if not state.sessions:
+                state.idle.set()
+
+    async def _run(self) -> None:
+        try:
+            state = self.state
+            limits = state.limits
+            if (
+                state.shutting_down
+                or len(state.sessions) > limits.max_connections
+                or state.per_ip.get(self.client_key, 0) > limits.max_connections_per_ip
+            ):
+                # RFC 2449 §8.1.2: [SYS/TEMP] is a temporary problem of the server
+                text = "Server shutting down" if state.shutting_down else "Too many connections"
+                self._close_reason = "refused"
+                await self.write(replies.err(text, "SYS/TEMP"))
+                return
+            await self._serve()
+        except Exception:
+            log.exception("pop3 session failed", extra={"fields": {"session": self.session_id}})
+        finally:
+            self.close()
+            if self._session is not None:
+                self._session.close()
+            self._done()
+            self._log()
+
+    def _log(self) -> None:
+        """One line per session."""
+        session = self._session
+        stats = session.stats if session is not None else None
+        log_event(
+            log,
+            "pop3.session",
+            session=self.session_id,
+            client=self.peer_ip,
+            tls=self.tls_description() or None,
+            user=stats.user if stats else None,
+            retrieved=stats.retrieved if stats else 0,
+            octets=stats.octets if stats else 0,
+            deleted=stats.deleted if stats else 0,
+            login_failures=stats.login_failures if stats else 0,
+            closed=self._close_reason,
+            seconds=round(time.monotonic() - self._started, 3),
+        )
+
+    async def _serve(self) -> None:
+        state = self.state
+        limits = state.limits
+        core = ServerCore(Settings(max_errors=limits.max_errors))
+        loopback = is_loopback(self.peer_ip)
+        config = SessionConfig(
+            hostname=state.hostname,
+            allow_insecure_auth=limits.allow_insecure_auth_on_loopback and loopback,
+            stls_available=state.tls_context is not None and not self.implicit_tls,
+        )
+        session = Pop3Session(
+            state.store, state.directory, config, core, state.locks,
+            tls_active=self.implicit_tls, peer=self.peer_ip,
+        )  # fmt: skip
+        self._session = session
+        session.greeting()
+        while True:
+            event = core.next_event()
+            if event is NEED_DATA:
+                await self.write(core.data_to_send())
+                timeout = limits.idle_timeout if session.account is not None else PRELOGIN_TIMEOUT
+                data = await self.next_data(timeout, lambda: state.shutting_down)
+                if data is None:
+                    self._close_reason = "shutdown" if state.shutting_down else "timeout"
+                    text = "Server shutting down" if state.shutting_down else "Idle timeout"
+                    core.close(text)  # nothing is deleted: only QUIT does that
+                    await self.write(core.data_to_send())
+                    return
+                core.receive_data(data)
+                continue
+            if event is PAUSED:
+                raise RuntimeError("POP3 core paused with no command being handled")
+            if isinstance(event, ConnectionClosed):
+                self._close_reason = event.reason
+                await self.write(core.data_to_send())
+                return
+            if isinstance(event, ProtocolErrorEvent):
+                continue
+            if isinstance(event, CommandReceived):
+                action = await session.handle(event.command)
+            elif isinstance(event, AuthResponse):
+                action = await session.auth_response(event)
+            else:
+                continue
+            if not await self._after(core, session, action):
+                return
+
+    async def _after(self, core: ServerCore, session: Pop3Session, action: Action) -> bool:
+        """Carry out what a command asked of the connection; False ends it."""
+        if action is Action.NONE:
+            core.command_done()
+        elif action is Action.AUTH:
+            core.begin_auth()
+        elif action is Action.STLS:
+            self.prepare_tls()
+            await self.write(core.data_to_send())
+            tls_context = self.state.tls_context
+            assert tls_context is not None
+            if not await self.start_tls(tls_context, PRELOGIN_TIMEOUT):
+                self._close_reason = "tls-failed"
+                return False
+            core.tls_started()
+            session.tls_active = True
+        return True
+
+
+class POP3Service:
+    """POP3 listeners (plain+STLS and implicit TLS) and their connections."""
+
+    def __init__(self, state: POP3ServiceState) -> None:
+        self.state = state
+        self.servers: list[asyncio.Server] = []
+
+    async def start(
+        self, plain: list[tuple[str, int]], implicit: list[tuple[str, int]]
+    ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        loop = asyncio.get_running_loop()
+        bound: tuple[list[tuple[str, int]], list[tuple[str, int]]] = ([], [])
+        for addresses, tls, out in ((plain, False, bound[0]), (implicit, True, bound[1])):
+            if tls and self.state.tls_context is None and addresses:
+                log_event(log, "pop3s.disabled", logging.WARNING, reason="no certificate")
+                continue
+            for host, port in addresses:
+                server = await loop.create_server(
+                    lambda tls=tls: POP3Connection(self.state, implicit_tls=tls),
+                    host,
+                    port,
+                    reuse_address=True,
+                    backlog=512,
+                    ssl=self.state.tls_context if tls else None,
+                )
+                self.servers.append(server)
+                for sock in server.sockets:
+                    name = sock.getsockname()
+                    out.append((str(name[0]), int(name[1])))
+        return bound
+
+    async def shutdown(self, grace: float) -> None:
+        """Close every connection (without the UPDATE state: nothing is deleted) within
+        ``grace`` seconds; a session in the middle of a command finishes it first."""
+        state = self.state
+        state.shutting_down = True
+        for connection in list(state.sessions):
+            connection.wakeup.set()
+        if state.sessions:
+            try:
+                async with asyncio.timeout(grace):
+                    await state.idle.wait()
+            except TimeoutError:
+                pass
+        for server in self.servers:
+            server.close()
+        for connection in list(state.sessions):
+            if connection.transport is not None:
+                connection.transport.abort()
+        for server in self.servers:
+            await server.wait_closed()
