@@ -12,7 +12,7 @@ import logging
 import signal
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailstead.config import Config, ConfigError, load_config
@@ -22,6 +22,7 @@ from mailstead.observability.log import log_event, setup_logging
 from mailstead.protocols.smtp import ServerSettings
 from mailstead.security.tls import server_context
 from mailstead.servers.imap import IMAPLimits, IMAPService, IMAPServiceState
+from mailstead.servers.pop3 import POP3Limits, POP3Service, POP3ServiceState
 from mailstead.servers.smtp import SMTPLimits, SMTPService, SMTPServiceState
 from mailstead.store import Store, open_sqlite
 
@@ -102,6 +103,16 @@ def imap_limits(config: Config) -> IMAPLimits:
     )
 
 
+def pop3_limits(config: Config) -> POP3Limits:
+    return POP3Limits(
+        max_connections=config.pop3.max_connections,
+        max_connections_per_ip=config.pop3.max_connections_per_ip,
+        idle_timeout=config.pop3.idle_timeout,
+        max_errors=config.pop3.max_errors,
+        allow_insecure_auth_on_loopback=config.auth.allow_plaintext_on_loopback,
+    )
+
+
 @dataclass(slots=True)
 class BoundAddresses:
     """Where each service actually listens (port 0 in the config picks a free port)."""
@@ -109,9 +120,12 @@ class BoundAddresses:
     smtp: list[tuple[str, int]]
     imap: list[tuple[str, int]]
     imaps: list[tuple[str, int]]
+    pop3: list[tuple[str, int]] = field(default_factory=list)
+    pop3s: list[tuple[str, int]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, list[tuple[str, int]]]:
-        return {"smtp": self.smtp, "imap": self.imap, "imaps": self.imaps}
+        return {"smtp": self.smtp, "imap": self.imap, "imaps": self.imaps, "pop3": self.pop3,
+                "pop3s": self.pop3s}  # fmt: skip
 
 
 class MailServer:
@@ -140,6 +154,14 @@ class MailServer:
             limits=imap_limits(config),
         )
         self.imap = IMAPService(self.imap_state)
+        self.pop3_state = POP3ServiceState(
+            hostname=config.server.hostname,
+            store=self.store,
+            directory=self.directory,
+            tls_context=self.tls_context,
+            limits=pop3_limits(config),
+        )
+        self.pop3 = POP3Service(self.pop3_state)
         self.bound: BoundAddresses | None = None
         self._indexer: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
@@ -151,7 +173,10 @@ class MailServer:
         imap, imaps = await self.imap.start(
             [(a.host, a.port) for a in listen.imap], [(a.host, a.port) for a in listen.imaps]
         )
-        self.bound = BoundAddresses(smtp=smtp, imap=imap, imaps=imaps)
+        pop3, pop3s = await self.pop3.start(
+            [(a.host, a.port) for a in listen.pop3], [(a.host, a.port) for a in listen.pop3s]
+        )
+        self.bound = BoundAddresses(smtp=smtp, imap=imap, imaps=imaps, pop3=pop3, pop3s=pop3s)
         self._indexer = asyncio.get_running_loop().create_task(self._index_when_quiet())
         log_event(
             log, "server.started", hostname=self.config.server.hostname, listen=self.bound.as_json()
@@ -192,7 +217,9 @@ class MailServer:
             self._indexer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._indexer
-        await asyncio.gather(self.smtp.shutdown(grace), self.imap.shutdown(grace))
+        await asyncio.gather(
+            self.smtp.shutdown(grace), self.imap.shutdown(grace), self.pop3.shutdown(grace)
+        )
         await self.store.close()
         log_event(log, "server.stopped")
         self._stopped.set()
@@ -220,6 +247,9 @@ class MailServer:
         self.imap_state.tls_context = tls
         self.imap_state.limits = imap_limits(new)
         self.imap_state.hostname = new.server.hostname
+        self.pop3_state.tls_context = tls
+        self.pop3_state.limits = pop3_limits(new)
+        self.pop3_state.hostname = new.server.hostname
         self.directory.recipient_delimiter = new.delivery.recipient_delimiter
         self.directory.max_alias_depth = new.delivery.max_alias_depth
         self.config = new

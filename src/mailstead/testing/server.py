@@ -36,7 +36,8 @@ def write_config(
     hostname: str = "mx.example.org",
     overrides: dict[str, dict[str, object]] | None = None,
 ) -> Path:
-    """A dev configuration in ``data_dir`` with SMTP on 127.0.0.1:0 and a self-signed cert."""
+    """A dev configuration in ``data_dir`` with SMTP, IMAP and POP3 on 127.0.0.1:0 and a
+    self-signed cert."""
     data_dir.mkdir(parents=True, exist_ok=True)
     text = render_config_file(dev=True, hostname=hostname, data_dir=".")
     sections: dict[str, dict[str, object]] = {
@@ -46,8 +47,8 @@ def write_config(
             "submissions": [],
             "imap": ["127.0.0.1:0"],
             "imaps": ["127.0.0.1:0"],
-            "pop3": [],
-            "pop3s": [],
+            "pop3": ["127.0.0.1:0"],
+            "pop3s": ["127.0.0.1:0"],
             "managesieve": [],
             "http": [],
         },
@@ -106,6 +107,8 @@ class RunningServer:
     smtp: list[tuple[str, int]] = field(default_factory=list)
     imap: list[tuple[str, int]] = field(default_factory=list)
     imaps: list[tuple[str, int]] = field(default_factory=list)
+    pop3: list[tuple[str, int]] = field(default_factory=list)
+    pop3s: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def smtp_address(self) -> tuple[str, int]:
@@ -118,6 +121,14 @@ class RunningServer:
     @property
     def imaps_address(self) -> tuple[str, int]:
         return self.imaps[0]
+
+    @property
+    def pop3_address(self) -> tuple[str, int]:
+        return self.pop3[0]
+
+    @property
+    def pop3s_address(self) -> tuple[str, int]:
+        return self.pop3s[0]
 
     @property
     def data_dir(self) -> Path:
@@ -252,4 +263,6 @@ def _await_ready(
         smtp=addresses("smtp"),
         imap=addresses("imap"),
         imaps=addresses("imaps"),
+        pop3=addresses("pop3"),
+        pop3s=addresses("pop3s"),
     )
