@@ -21,6 +21,8 @@ __all__ = [
     "AccountRole",
     "AddressRecords",
     "Alias",
+    "AppPassword",
+    "AuthRecords",
     "ChangeFeed",
     "CopyResult",
     "DeliveryOutcome",
@@ -105,6 +107,33 @@ class AddressRecords:
     domain_exists: bool
     aliases: dict[str, list[str]]  # local key -> targets (only keys that have aliases)
     accounts: dict[str, Account]  # local key -> account (only keys that are accounts)
+
+
+@dataclass(frozen=True, slots=True)
+class AppPassword:
+    """A second password of an account, for one client (``name``), revocable on its own.
+
+    ``scram`` is the encoded SCRAM-SHA-256 secret, derived with the account's salt (None if it
+    could not be made); the plaintext is never stored.
+    """
+
+    id: int
+    account_id: int
+    name: str
+    password_hash: str  # argon2id
+    scram: str | None
+    created: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRecords:
+    """What authenticating one account needs, fetched in one round trip: the account, the
+    encoded SCRAM secret of its main password (None for accounts whose password was set before
+    SCRAM was stored) and its app passwords."""
+
+    account: Account
+    scram: str | None
+    app_passwords: tuple[AppPassword, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +283,7 @@ class Store(Protocol):
         *,
         quota: int = 0,
         role: AccountRole = AccountRole.USER,
+        scram: str | None = None,
     ) -> Account: ...
     async def remove_account(self, domain: str, local_key: str) -> None: ...
     async def get_account(self, domain: str, local_key: str) -> Account | None: ...
@@ -267,7 +297,20 @@ class Store(Protocol):
         quota: int | None = None,
         enabled: bool | None = None,
         role: AccountRole | None = None,
+        scram: str | None = None,
     ) -> None: ...
+    async def get_auth_records(self, domain: str, local_key: str) -> AuthRecords | None:
+        """The account, its SCRAM secret and its app passwords (login time, one read)."""
+        ...
+    async def add_app_password(
+        self, account_id: int, name: str, password_hash: str, scram: str | None
+    ) -> AppPassword:
+        """ALREADYEXISTS if the account has one of that name, NONEXISTENT without the account."""
+        ...
+    async def list_app_passwords(self, account_id: int) -> list[AppPassword]: ...
+    async def remove_app_password(self, account_id: int, name: str) -> None:
+        """NONEXISTENT if the account has none of that name."""
+        ...
 
     async def add_alias(self, domain: str, local_key: str, localpart: str, target: str) -> None: ...
     async def remove_alias(self, domain: str, local_key: str, target: str | None = None) -> int: ...

@@ -30,6 +30,8 @@ from mailstead.store.api import (
     AccountRole,
     AddressRecords,
     Alias,
+    AppPassword,
+    AuthRecords,
     CopyResult,
     DeliveryOutcome,
     DeliveryRequest,
@@ -235,6 +237,7 @@ class SQLiteStore:
         *,
         quota: int = 0,
         role: AccountRole = AccountRole.USER,
+        scram: str | None = None,
     ) -> Account:
         now = int(time.time())
 
@@ -243,9 +246,10 @@ class SQLiteStore:
             try:
                 cur = conn.execute(
                     "INSERT INTO accounts(domain_id, localpart, local_key, password_hash, quota,"
-                    " role, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (domain_id, localpart, local_key, password_hash, quota, role.value, now),
-                )
+                    " role, created, scram) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (domain_id, localpart, local_key, password_hash, quota, role.value, now,
+                     scram),
+                )  # fmt: skip
             except sqlite3.IntegrityError:
                 raise StoreError(
                     StoreErrorCode.ALREADYEXISTS, f"account {localpart}@{domain} exists"
@@ -278,6 +282,7 @@ class SQLiteStore:
                 conn.execute("DELETE FROM expunged WHERE mailbox_id = ?", (mailbox_id,))
             conn.execute("DELETE FROM mailboxes WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM subscriptions WHERE account_id = ?", (account_id,))
+            conn.execute("DELETE FROM app_passwords WHERE account_id = ?", (account_id,))
             conn.execute("DELETE FROM accounts WHERE id = ?", (account_id,))
 
         await self._write(job)
@@ -324,6 +329,7 @@ class SQLiteStore:
         quota: int | None = None,
         enabled: bool | None = None,
         role: AccountRole | None = None,
+        scram: str | None = None,
     ) -> None:
         changes: dict[str, Any] = {}
         if password_hash is not None:
@@ -334,6 +340,8 @@ class SQLiteStore:
             changes["enabled"] = int(enabled)
         if role is not None:
             changes["role"] = role.value
+        if scram is not None:
+            changes["scram"] = scram
         if not changes:
             return
 
@@ -344,6 +352,57 @@ class SQLiteStore:
             )
             if cur.rowcount == 0:
                 raise StoreError(StoreErrorCode.NONEXISTENT, f"no account {account_id}")
+
+        await self._write(job)
+
+    async def get_auth_records(self, domain: str, local_key: str) -> AuthRecords | None:
+        def job(conn: sqlite3.Connection) -> AuthRecords | None:
+            row = conn.execute(
+                f"SELECT {_ACCOUNT_COLUMNS}, a.scram FROM accounts a"
+                " JOIN domains d ON d.id = a.domain_id WHERE d.name = ? AND a.local_key = ?",
+                (domain, local_key),
+            ).fetchone()
+            if row is None:
+                return None
+            account = _account(row[:-1])
+            return AuthRecords(account, row[-1], tuple(_app_passwords(conn, account.id)))
+
+        return await self._read(job)
+
+    async def add_app_password(
+        self, account_id: int, name: str, password_hash: str, scram: str | None
+    ) -> AppPassword:
+        now = int(time.time())
+
+        def job(conn: sqlite3.Connection) -> AppPassword:
+            exists = conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone()
+            if exists is None:
+                raise StoreError(StoreErrorCode.NONEXISTENT, f"no account {account_id}")
+            try:
+                cur = conn.execute(
+                    "INSERT INTO app_passwords(account_id, name, password_hash, scram, created)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (account_id, name, password_hash, scram, now),
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(
+                    StoreErrorCode.ALREADYEXISTS, f"app password {name!r} exists"
+                ) from None
+            assert cur.lastrowid is not None
+            return AppPassword(cur.lastrowid, account_id, name, password_hash, scram, now)
+
+        return await self._write(job)
+
+    async def list_app_passwords(self, account_id: int) -> list[AppPassword]:
+        return await self._read(lambda conn: _app_passwords(conn, account_id))
+
+    async def remove_app_password(self, account_id: int, name: str) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "DELETE FROM app_passwords WHERE account_id = ? AND name = ?", (account_id, name)
+            )
+            if cur.rowcount == 0:
+                raise StoreError(StoreErrorCode.NONEXISTENT, f"no app password {name!r}")
 
         await self._write(job)
 
@@ -1191,6 +1250,15 @@ def _account(row: tuple[Any, ...]) -> Account:
         bool(enabled),
         created,
     )
+
+
+def _app_passwords(conn: sqlite3.Connection, account_id: int) -> list[AppPassword]:
+    rows = conn.execute(
+        "SELECT id, account_id, name, password_hash, scram, created FROM app_passwords"
+        " WHERE account_id = ? ORDER BY created, id",
+        (account_id,),
+    )
+    return [AppPassword(*row) for row in rows]
 
 
 def _mailbox(row: tuple[Any, ...]) -> MailboxInfo:

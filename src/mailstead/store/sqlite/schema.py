@@ -121,6 +121,21 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX messages_flags ON messages(mailbox_id, uid, modseq, flags);
     """,
+    # 6: SCRAM-SHA-256 secrets (docs/decisions.md): the main password's, per account (NULL until
+    # the password is next set), and app passwords, each with an argon2 hash and a SCRAM secret
+    # derived with the account's salt
+    """
+    ALTER TABLE accounts ADD COLUMN scram TEXT;
+    CREATE TABLE app_passwords(
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        password_hash TEXT NOT NULL,      -- argon2id
+        scram TEXT,                       -- SCRAM-SHA-256$<iterations>:<salt>$<stored>:<server>
+        created INTEGER NOT NULL,
+        UNIQUE(account_id, name)
+    );
+    """,
 )
 
 
