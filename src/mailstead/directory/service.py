@@ -14,20 +14,30 @@ import asyncio
 import enum
 import functools
 import re
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from mailstead.directory.passwords import hash_password, verify_password
+from mailstead.directory.credentials import (
+    AuthResult,
+    CredentialError,
+    check_app_password_name,
+    check_password,
+    generate_app_password,
+    hash_both,
+    scram_credentials_of,
+    scram_parameters,
+)
 from mailstead.message.addresses import (
     AddressError,
     normalize_domain,
     normalize_localpart,
     split_address,
 )
+from mailstead.sasl import scram
+from mailstead.sasl.scram import ScramCredentials
 from mailstead.store import (
     Account,
     AccountRole,
@@ -38,14 +48,11 @@ from mailstead.store import (
     StoreError,
     StoreErrorCode,
 )
+from mailstead.store.api import AppPassword, AuthRecords
 
 CATCH_ALL_KEY = ""
 
 
-@functools.cache
-def _dummy_hash() -> str:
-    """Checked against when the account does not exist (a hash of a random password)."""
-    return hash_password(secrets.token_hex(16))
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -230,9 +237,12 @@ class Directory:
         existing_alias = await self.store.get_alias_targets(addr.domain, addr.local_key)
         if existing_alias:
             raise DirectoryError(f"{addr.address} is already an alias")
+        password_hash, secret = await asyncio.to_thread(
+            hash_both, password, scram.new_salt(), scram.DEFAULT_ITERATIONS
+        )
         return await self.store.add_account(
-            addr.domain, addr.localpart, addr.local_key, hash_password(password),
-            quota=quota, role=role,
+            addr.domain, addr.localpart, addr.local_key, password_hash,
+            quota=quota, role=role, scram=secret,
         )  # fmt: skip
 
     async def get_account(self, address: str) -> Account | None:
@@ -255,10 +265,16 @@ class Directory:
 
     @_invalidates_cache
     async def set_password(self, address: str, password: str) -> None:
+        """Set the main password (argon2 hash and SCRAM secret). The account's SCRAM salt and
+        iteration count are kept, so its app passwords' SCRAM secrets stay valid."""
         if not password:
             raise DirectoryError("the password must not be empty")
-        account = await self.require_account(address)
-        await self.store.update_account(account.id, password_hash=hash_password(password))
+        records = await self._require_auth_records(address)
+        salt, iterations = scram_parameters(records)
+        password_hash, secret = await asyncio.to_thread(hash_both, password, salt, iterations)
+        await self.store.update_account(
+            records.account.id, password_hash=password_hash, scram=secret
+        )
 
     @_invalidates_cache
     async def set_quota(self, address: str, quota: int) -> None:
@@ -271,18 +287,84 @@ class Directory:
         await self.store.update_account(account.id, enabled=enabled)
 
     async def authenticate(self, address: str, password: str) -> Account | None:
-        """The enabled account whose password this is, else None."""
+        """The enabled account whose password (main or app password) this is, else None."""
+        result = await self.authenticate_detailed(address, password)
+        return result.account if result else None
+
+    async def authenticate_detailed(self, address: str, password: str) -> AuthResult | None:
+        """Like :meth:`authenticate`, also saying which password matched: ``"password"`` for
+        the main one, ``"app-password:NAME"`` for an app password.
+
+        Every failure costs about the same (one argon2 verification and one PBKDF2 derivation),
+        whether the account exists or not, so timing does not tell who exists.
+        """
+        records = await self._auth_records(address)
+        # argon2id is deliberately slow (tens of ms, 64 MiB): never on the event loop
+        credential = await asyncio.to_thread(check_password, records, password)
+        if records is None or credential is None:
+            return None
+        return AuthResult(records.account, credential)
+
+    async def scram_credentials(self, address: str) -> ScramCredentials | None:
+        """The SCRAM-SHA-256 salt, iteration count and keys (main password first, then every
+        app password) of an enabled account; None if it does not exist, is disabled, or has no
+        SCRAM secret yet (its password was set before they were stored)."""
+        found = await self.scram_lookup(address)
+        return found[1] if found else None
+
+    async def scram_lookup(self, address: str) -> tuple[Account, ScramCredentials] | None:
+        """:meth:`scram_credentials` with the account (for the SASL server's Success)."""
+        records = await self._auth_records(address)
+        if records is None:
+            return None
+        creds = scram_credentials_of(records)
+        return (records.account, creds) if creds else None
+
+    async def _require_auth_records(self, address: str) -> AuthRecords:
+        addr = normalize_address(address)
+        records = await self.store.get_auth_records(addr.domain, addr.local_key)
+        if records is None:
+            raise DirectoryError(f"no account {address}")
+        return records
+
+    async def _auth_records(self, address: str) -> AuthRecords | None:
+        """The enabled account's authentication records, or None."""
         try:
-            account = await self.get_account(address)
+            addr = normalize_address(address)
         except DirectoryError:
             return None
-        if account is None or not account.enabled:
-            # spend the same time as a real check, so timing does not tell who exists
-            await asyncio.to_thread(verify_password, _dummy_hash(), password)
+        records = await self.store.get_auth_records(addr.domain, addr.local_key)
+        if records is None or not records.account.enabled:
             return None
-        # argon2id is deliberately slow (tens of ms, 64 MiB): never on the event loop
-        ok = await asyncio.to_thread(verify_password, account.password_hash, password)
-        return account if ok else None
+        return records
+
+    # -- app passwords -----------------------------------------------------------------------
+    async def add_app_password(
+        self, address: str, name: str, password: str | None = None
+    ) -> tuple[AppPassword, str]:
+        """A new app password ``name`` for the account: (its record, the password). The
+        password is generated unless given; it is shown once and never stored in clear."""
+        try:
+            name = check_app_password_name(name)
+        except CredentialError as exc:
+            raise DirectoryError(str(exc)) from None
+        if password is None:
+            password = generate_app_password()
+        elif not password:
+            raise DirectoryError("the password must not be empty")
+        records = await self._require_auth_records(address)
+        salt, iterations = scram_parameters(records)
+        password_hash, secret = await asyncio.to_thread(hash_both, password, salt, iterations)
+        record = await self.store.add_app_password(records.account.id, name, password_hash, secret)
+        return record, password
+
+    async def list_app_passwords(self, address: str) -> list[AppPassword]:
+        account = await self.require_account(address)
+        return await self.store.list_app_passwords(account.id)
+
+    async def remove_app_password(self, address: str, name: str) -> None:
+        account = await self.require_account(address)
+        await self.store.remove_app_password(account.id, name)
 
     @_invalidates_cache
     async def add_alias(self, source: str, target: str) -> Alias:
@@ -419,6 +501,7 @@ def _domain(name: str) -> str:
 
 __all__ = [
     "CATCH_ALL_KEY",
+    "AuthResult",
     "Directory",
     "DirectoryError",
     "NormalizedAddress",
