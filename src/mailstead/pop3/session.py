@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mailstead import sasl
 from mailstead.directory import Directory
 from mailstead.observability.log import log_event
 from mailstead.pop3.maildrop import Maildrop, MaildropLocks, NoSuchMessage
@@ -36,6 +37,10 @@ AUTH_FAILED = ("Authentication failed", "AUTH")
 PLAINTEXT_REFUSED = ("Plaintext authentication disallowed, use STLS first", "AUTH")
 IN_USE = ("Maildrop is locked by another session", "IN-USE")
 TEMPORARY = ("Temporary failure, try again later", "SYS/TEMP")
+
+# SCRAM needs the directory's SCRAM credentials (Directory.scram_credentials), which do not
+# exist yet: until then AUTH offers the password mechanisms only.
+PASSWORD_MECHANISMS = frozenset({sasl.PLAIN, sasl.LOGIN})
 
 
 class Action(enum.Enum):
@@ -97,6 +102,9 @@ class Pop3Session:
         self.stats = SessionStats()
         self._user: str | None = None  # from USER, for PASS
         self._locked: int | None = None  # the account whose maildrop lock we hold
+        self._sasl: sasl.SaslServer | None = None  # the AUTH exchange under way
+        self._sasl_success: sasl.Success | None = None  # waiting for the answer to final data
+        self._sasl_user = ""  # the authentication identity of the exchange, for logs
         self._handlers: dict[type[c.Command], Callable[[Any], Awaitable[Action]]] = {
             c.Capa: self.cmd_capa, c.Quit: self.cmd_quit, c.Stls: self.cmd_stls,
             c.User: self.cmd_user, c.Pass: self.cmd_pass, c.Auth: self.cmd_auth,
@@ -121,8 +129,13 @@ class Pop3Session:
         return caps
 
     def mechanisms(self) -> list[str]:
-        """SASL mechanisms offered now (none until the SASL package is wired in)."""
-        return []
+        """SASL mechanisms offered now (RFC 5034 §3: SASL in CAPA)."""
+        offered = sasl.mechanisms(
+            tls=self.tls_active,
+            allow_plaintext=self.config.allow_insecure_auth,
+            channel_binding=False,
+        )
+        return [name for name in offered if name in PASSWORD_MECHANISMS]
 
     def greeting(self) -> None:
         self.core.greet(f"{self.config.hostname} Mailstead POP3 ready")
@@ -143,20 +156,26 @@ class Pop3Session:
 
     # -- dispatch --------------------------------------------------------------------------------
     async def handle(self, command: c.Command) -> Action:
+        return await self._guarded(self._handlers[type(command)](command))
+
+    async def _guarded(self, handler: Awaitable[Action]) -> Action:
         try:
-            action = await self._handlers[type(command)](command)
+            return await handler
         except NoSuchMessage as exc:
             self._err(str(exc))
             return Action.NONE
         except StoreError as exc:
             log_event(log, "pop3.store_error", logging.ERROR, client=self.peer,
                       user=self.stats.user, error=str(exc))  # fmt: skip
-            if exc.code is StoreErrorCode.NONEXISTENT:
+            if self.account is None:  # a failed login attempt starts over
+                self._sasl = self._sasl_success = None
+                self.core.set_state(State.AUTHORIZATION)
+                self._err(*TEMPORARY)
+            elif exc.code is StoreErrorCode.NONEXISTENT:
                 self._err("Message was removed by another session")
             else:
                 self._err(*TEMPORARY)
             return Action.NONE
-        return action
 
     def close(self) -> None:
         """The connection is gone (QUIT or not): give up the maildrop. Nothing is deleted
@@ -224,11 +243,14 @@ class Pop3Session:
 
     async def cmd_pass(self, cmd: c.Pass) -> Action:
         user, self._user = self._user or "", None
-        account = await self._authenticate(user, cmd.password)
-        if account is not None:
+        account = await self.directory.authenticate(user, cmd.password)
+        if account is None:
+            self.login_failed(user)
+        else:
             await self.login(account)
         return Action.NONE
 
+    # -- AUTH (RFC 5034) ------------------------------------------------------------------------
     async def cmd_auth(self, cmd: c.Auth) -> Action:
         if cmd.mechanism is None:  # RFC 1734 practice: list the mechanisms
             self.core.send(replies.multiline(replies.ok("Mechanisms follow"), self.mechanisms()))
@@ -236,24 +258,80 @@ class Pop3Session:
         if not self._auth_allowed():
             self._err(*PLAINTEXT_REFUSED)
             return Action.NONE
-        self._err("Unsupported authentication mechanism")
-        return Action.NONE
+        if cmd.mechanism not in self.mechanisms():
+            self._err("Unsupported authentication mechanism")
+            return Action.NONE
+        server = sasl.SaslServer(cmd.mechanism)
+        self._sasl, self._sasl_success, self._sasl_user = server, None, ""
+        if cmd.initial_response is None:
+            return await self._sasl_step(server.start(None))
+        # RFC 5034 §4: "=" is an empty initial response
+        initial = sasl.decode_response(cmd.initial_response)
+        if not isinstance(initial, bytes):
+            return self._sasl_refused(initial)
+        return await self._sasl_step(server.start(initial))
 
     async def auth_response(self, event: AuthResponse) -> Action:
-        """The client's line during an AUTH exchange."""
-        self._err("No authentication exchange in progress")
-        return Action.NONE
+        """The client's line during an AUTH exchange: Action.AUTH while it goes on."""
+        return await self._guarded(self._auth_response(event))
 
-    async def _authenticate(self, user: str, password: str) -> Account | None:
-        try:
-            account = await self.directory.authenticate(user, password)
-        except StoreError:
-            self._err(*TEMPORARY)
-            self.core.set_state(State.AUTHORIZATION)
-            return None
-        if account is None:
-            self.login_failed(user)
-        return account
+    async def _auth_response(self, event: AuthResponse) -> Action:
+        server = self._sasl
+        assert server is not None, "AuthResponse without an AUTH exchange"
+        if event.too_long:
+            return self._sasl_refused(sasl.Malformed("response line too long"))
+        data = sasl.decode_response(event.data)
+        if not isinstance(data, bytes):
+            return self._sasl_refused(data)
+        success = self._sasl_success
+        if success is not None:  # the answer to the server's final data must be empty
+            if data:
+                return self._sasl_refused(sasl.Malformed("data after the final challenge"))
+            return await self._sasl_step(success)
+        return await self._sasl_step(server.respond(data))
+
+    async def _sasl_step(self, step: sasl.Step) -> Action:
+        server = self._sasl
+        assert server is not None
+        while True:
+            if isinstance(step, sasl.Challenge):
+                self.core.send(replies.challenge(step.data))
+                return Action.AUTH
+            if isinstance(step, sasl.NeedPassword):
+                self._sasl_user = step.authcid
+                account = await self.directory.authenticate(step.authcid, step.password)
+                step = server.password_checked(account)
+            elif isinstance(step, sasl.NeedScram):
+                step = server.scram_credentials(None)  # not offered (see PASSWORD_MECHANISMS)
+            elif isinstance(step, sasl.Success):
+                if step.final_data is not None and self._sasl_success is None:
+                    # RFC 4422 §4: no room for data in +OK: a last challenge, answered empty
+                    self._sasl_success = step
+                    self.core.send(replies.challenge(step.final_data))
+                    return Action.AUTH
+                self._sasl = self._sasl_success = None
+                assert isinstance(step.account, Account)
+                await self.login(step.account)
+                return Action.NONE
+            else:
+                self._sasl = self._sasl_success = None
+                if step.malformed:
+                    self._err("Invalid authentication data")
+                    self.core.count_error()
+                else:
+                    self.login_failed(self._sasl_user)
+                return Action.NONE
+
+    def _sasl_refused(self, problem: sasl.Aborted | sasl.Malformed) -> Action:
+        """The exchange ends on the client's "*" or an undecodable line."""
+        self._sasl = self._sasl_success = None
+        if isinstance(problem, sasl.Aborted):
+            self._err("Authentication cancelled")  # RFC 5034 §4: "*" gets -ERR
+        else:
+            self._err("Invalid base64 data" if problem.reason == "invalid base64"
+                      else "Invalid authentication data")  # fmt: skip
+            self.core.count_error()
+        return Action.NONE
 
     def login_failed(self, user: str) -> None:
         """The same reply whether or not the account exists."""
