@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import getpass
 import json
 import sys
@@ -148,6 +149,25 @@ def _register_user(subparsers: _Sub) -> None:
         p = _command(group, name, f"{name} an account (login and mail delivery)")
         p.add_argument("address")
         p.set_defaults(func=lambda a, e=enabled: run_command(a, lambda s: _user_enable(s, a, e)))
+    _register_app_password(group)
+
+
+def _register_app_password(user_group: _Sub) -> None:
+    group = _group(
+        user_group, "app-password", "manage an account's app passwords (one per client, revocable)"
+    )
+    p = _command(group, "add", "make a new app password; it is printed once, never stored")
+    p.add_argument("address")
+    p.add_argument("name", help="what it is for, e.g. 'phone' or 'Thunderbird on the laptop'")
+    p.set_defaults(func=lambda a: run_command(a, lambda s: _app_add(s, a.address, a.name)))
+    p = _command(group, "list", "list an account's app passwords (names and dates, no secrets)")
+    p.add_argument("address")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=lambda a: run_command(a, lambda s: _app_list(s, a.address, a.json)))
+    p = _command(group, "remove", "revoke an app password")
+    p.add_argument("address")
+    p.add_argument("name")
+    p.set_defaults(func=lambda a: run_command(a, lambda s: _app_remove(s, a.address, a.name)))
 
 
 def _user_add(args: argparse.Namespace) -> int:
@@ -213,6 +233,30 @@ def _user_quota(args: argparse.Namespace) -> int:
 async def _user_enable(svc: Services, args: argparse.Namespace, enabled: bool) -> int:
     await svc.directory.set_enabled(args.address, enabled)
     print(f"{'enabled' if enabled else 'disabled'} {args.address}")
+    return 0
+
+
+async def _app_add(svc: Services, address: str, name: str) -> int:
+    record, password = await svc.directory.add_app_password(address, name)
+    # the password alone on stdout (for scripts); what it is on stderr
+    print(f"app password {record.name!r} for {address} (shown only now):", file=sys.stderr)
+    print(password)
+    return 0
+
+
+async def _app_list(svc: Services, address: str, as_json: bool) -> int:
+    for app in await svc.directory.list_app_passwords(address):
+        created = datetime.datetime.fromtimestamp(app.created, datetime.UTC).isoformat()
+        if as_json:
+            print(json.dumps({"name": app.name, "created": created}, ensure_ascii=False))
+        else:
+            print(f"{app.name}\t{created}")
+    return 0
+
+
+async def _app_remove(svc: Services, address: str, name: str) -> int:
+    await svc.directory.remove_app_password(address, name)
+    print(f"removed app password {name!r} of {address}")
     return 0
 
 
