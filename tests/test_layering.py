@@ -15,13 +15,16 @@ ALLOWED: dict[str, set[str]] = {
     "config": set(),
     "observability": set(),
     "security": set(),
+    # sans-IO SASL mechanisms shared by SMTP, IMAP and POP3 (no I/O, no clock)
+    "sasl": set(),
     "dns": set(),
     "mailauth": {"dns", "message"},
     "store": {"message"},
-    "directory": {"store", "message"},
+    "directory": {"store", "message", "sasl"},
     "delivery": {"store", "directory", "mailauth", "message", "observability"},
     # the IMAP service layer: session logic over the store, answering the protocol core's commands
-    "imap": {"store", "directory", "message", "protocols", "observability"},
+    "imap": {"store", "directory", "message", "protocols", "observability", "sasl", "security"},
+    "pop3": {"store", "directory", "message", "protocols", "observability", "sasl", "security"},
     "queue": {"store", "directory", "mailauth", "message", "observability"},
     "filtering": {"store", "directory", "mailauth", "message", "observability"},
 }
