@@ -195,6 +195,7 @@ class Pop3Session:
             self._ok("Bye")
         else:
             await self._update()
+        self.close()  # before the reply goes out: a client that logs in again finds it free
         self.core.set_state(State.UPDATE)
         return Action.NONE
 
