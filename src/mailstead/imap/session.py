@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import bisect
 import datetime
 import enum
 import logging
@@ -40,7 +41,7 @@ from mailstead.imap.sort import MessageView, sort_uids
 from mailstead.imap.thread import ordered_subject
 from mailstead.imap.thread import references as thread_references
 from mailstead.imap.thread import wire as thread_wire
-from mailstead.imap.view import MailboxGone, MailboxView, Updates
+from mailstead.imap.view import MailboxGone, MailboxView, Updates, ViewSeed, ViewSeeds
 from mailstead.message import from_json
 from mailstead.message.headers import parse_header_fields
 from mailstead.observability.log import log_event
@@ -111,8 +112,10 @@ class ImapSession:
         tls_active: bool,
         peer: str,
         now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        seeds: ViewSeeds | None = None,
     ) -> None:
         self.store = store
+        self.seeds = seeds
         self.directory = directory
         self.config = config
         self.core = core
@@ -578,12 +581,17 @@ class ImapSession:
             return Action.NONE
         if cmd.condstore or cmd.qresync is not None:
             self.enabled.add("CONDSTORE")
-        view = MailboxView(box, await self.store.message_index(box.id), read_only)
+        seed = self.seeds.get(box) if self.seeds is not None else None
+        if seed is None:
+            seed = ViewSeed.build(box, await self.store.message_index(box.id))
+            if self.seeds is not None:
+                self.seeds.put(box.id, seed)
+        view = MailboxView(box, seed, read_only)
         # a read, and a write only when there are new messages to claim as \Recent
         first_recent = await self.store.claim_recent(box.id, 0, claim=False)
         if not read_only and first_recent <= view.max_uid:
             first_recent = await self.store.claim_recent(box.id, view.max_uid + 1, claim=True)
-        view.recent = {u for u in view.uids if u >= first_recent}
+        view.recent = set(view.uids[bisect.bisect_left(view.uids, first_recent) :])
         self.view = view
         flags = list(SYSTEM_FLAGS) + sorted(view.keywords)
         self._send(r.untagged("FLAGS", r.flag_list(flags)))
@@ -594,9 +602,7 @@ class ImapSession:
         self._send(r.untagged(view.exists, "EXISTS"))
         if "IMAP4REV2" not in self.enabled:
             self._send(r.untagged(len(view.recent), "RECENT"))
-            unseen = next(
-                (i + 1 for i, u in enumerate(view.uids) if "\\Seen" not in view.flags[u]), None
-            )
+            unseen = seed.first_unseen  # the view is still the seed here
             if unseen is not None:
                 self._send(r.untagged("OK", r.code("UNSEEN", unseen), "First unseen"))
         self._send(r.untagged("OK", r.code("UIDVALIDITY", view.uidvalidity), "UIDs valid"))

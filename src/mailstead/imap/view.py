@@ -27,26 +27,87 @@ class Updates:
     flag_changes: list[tuple[int, MessageFlags]] = field(default_factory=list)  # (seq, message)
 
 
+@dataclass(frozen=True, slots=True)
+class ViewSeed:
+    """A mailbox's messages as of one MODSEQ, from which views are built by copying.
+
+    Never changed once made (views copy its containers), so sessions can share it."""
+
+    uidvalidity: int
+    highestmodseq: int
+    uids: list[int]
+    flags: dict[int, frozenset[str]]
+    modseqs: dict[int, int]
+    keywords: frozenset[str]
+    first_unseen: int | None  # sequence number of the first message without \\Seen
+
+    @classmethod
+    def build(cls, info: MailboxInfo, messages: Iterable[MessageFlags]) -> ViewSeed:
+        uids: list[int] = []
+        flags: dict[int, frozenset[str]] = {}
+        modseqs: dict[int, int] = {}
+        for message in messages:
+            uids.append(message.uid)
+            flags[message.uid] = message.flags
+            modseqs[message.uid] = message.modseq
+        distinct = set(flags.values())
+        keywords = frozenset(f for fl in distinct for f in fl if f[:1] != "\\")
+        unseen = {fl for fl in distinct if "\\Seen" not in fl}
+        first_unseen = next((i for i, u in enumerate(uids, 1) if flags[u] in unseen), None)
+        return cls(
+            info.uidvalidity, info.highestmodseq, uids, flags, modseqs, keywords, first_unseen
+        )
+
+
+class ViewSeeds:
+    """Seeds of recently selected mailboxes, shared by the sessions of one process: a SELECT of
+    a mailbox nobody changed since the last one copies the seed instead of reading and
+    converting every message row again. Bounded by the number of messages held."""
+
+    def __init__(self, max_messages: int = 500_000) -> None:
+        self.max_messages = max_messages
+        self._seeds: dict[int, ViewSeed] = {}  # insertion order = least recently used first
+
+    def get(self, info: MailboxInfo) -> ViewSeed | None:
+        seed = self._seeds.pop(info.id, None)
+        if seed is None:
+            return None
+        if (seed.uidvalidity, seed.highestmodseq) != (info.uidvalidity, info.highestmodseq):
+            return None  # changed since: dropped, the caller makes a new one
+        self._seeds[info.id] = seed
+        return seed
+
+    def put(self, mailbox_id: int, seed: ViewSeed) -> None:
+        if len(seed.uids) > self.max_messages:
+            return
+        self._seeds.pop(mailbox_id, None)
+        self._seeds[mailbox_id] = seed
+        total = sum(len(s.uids) for s in self._seeds.values())
+        while total > self.max_messages:
+            oldest = next(iter(self._seeds))
+            total -= len(self._seeds.pop(oldest).uids)
+
+
 class MailboxView:
     """The selected mailbox as this session knows it."""
 
     def __init__(
-        self, info: MailboxInfo, messages: Iterable[MessageFlags], read_only: bool
+        self,
+        info: MailboxInfo,
+        messages: Iterable[MessageFlags] | ViewSeed,
+        read_only: bool,
     ) -> None:
+        seed = messages if isinstance(messages, ViewSeed) else ViewSeed.build(info, messages)
         self.info = info
         self.mailbox_id = info.id
         self.read_only = read_only
         self.uidvalidity = info.uidvalidity
-        self.uids: list[int] = []
-        self.flags: dict[int, frozenset[str]] = {}
-        self.modseqs: dict[int, int] = {}
-        for message in messages:
-            self.uids.append(message.uid)
-            self.flags[message.uid] = message.flags
-            self.modseqs[message.uid] = message.modseq
-        self.highestmodseq = info.highestmodseq
+        self.uids: list[int] = list(seed.uids)
+        self.flags: dict[int, frozenset[str]] = dict(seed.flags)
+        self.modseqs: dict[int, int] = dict(seed.modseqs)
+        self.highestmodseq = seed.highestmodseq
         self.uidnext = info.uidnext
-        self.keywords: set[str] = {f for fl in self.flags.values() for f in fl if f[:1] != "\\"}
+        self.keywords: set[str] = set(seed.keywords)
         self.recent: set[int] = set()  # IMAP4rev1 \Recent, for this session only
         # news from the store not yet told to the client (expunges wait for an allowed moment)
         self._pending_expunges: set[int] = set()

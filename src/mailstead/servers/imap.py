@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from mailstead.directory import Directory
 from mailstead.imap.session import Action, ImapSession, SessionConfig
+from mailstead.imap.view import ViewSeeds
 from mailstead.observability.ids import new_id
 from mailstead.observability.log import log_event
 from mailstead.protocols.imap import (
@@ -59,6 +60,7 @@ class IMAPServiceState:
     per_ip: dict[str, int] = field(default_factory=dict)
     shutting_down: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    seeds: ViewSeeds = field(default_factory=ViewSeeds)  # SELECT shares unchanged mailboxes
 
 
 class IMAPConnection(StreamSession):
@@ -131,7 +133,7 @@ class IMAPConnection(StreamSession):
         )
         session = ImapSession(
             state.store, state.directory, config, core,
-            tls_active=self.implicit_tls, peer=self.peer_ip,
+            tls_active=self.implicit_tls, peer=self.peer_ip, seeds=state.seeds,
         )  # fmt: skip
         session.greeting()
         while True:
