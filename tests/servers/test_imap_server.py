@@ -356,3 +356,33 @@ def test_connections_per_client_limit(mail_server):
     finally:
         for sock in held:
             sock.close()
+
+
+def test_bulk_flag_answers_follow_every_change(connect):
+    """FETCH 1:* (FLAGS) answers are remembered (shared by sessions that selected the same
+    state); a change by any session, or a new message, must show in the next answer."""
+    first, second = connect(), connect()
+    first.select("INBOX")
+    for n in range(3):
+        first.append("INBOX", None, None, b"Subject: %d\r\n\r\nx\r\n" % n)
+    first.select("INBOX")
+    second.select("INBOX")
+
+    def flags(client) -> list[bytes]:
+        typ, data = client.uid("FETCH", "1:*", "(FLAGS)")
+        assert typ == "OK"
+        return [line for line in data if line]
+
+    before = flags(first)
+    assert flags(second) == before and len(before) == 3  # the shared answer
+    second.store("2", "+FLAGS", "(\\Flagged)")
+    assert any(b"\\Flagged" in line for line in flags(second))
+    assert any(b"\\Flagged" in line for line in flags(first))  # heard of it, answer renewed
+    third = connect()
+    third.select("INBOX")
+    assert any(b"\\Flagged" in line for line in flags(third))
+    first.append("INBOX", None, None, b"Subject: new\r\n\r\nx\r\n")
+    second.noop()  # EXISTS comes with a sync; the next answer includes the new message
+    third.noop()
+    assert len(flags(second)) == 4
+    assert len(flags(third)) == 4

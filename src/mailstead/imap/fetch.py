@@ -14,6 +14,7 @@ from mailstead.protocols.imap import response as r
 from mailstead.store import FlagOp, MessageInfo, Store
 
 BATCH = 256  # messages read from the store per query
+MAX_CACHED_ANSWER = 4 << 20  # bytes of a bulk FETCH answer kept for the next identical one
 
 # RFC 9051 §6.4.5: the RFC822 items are BODY sections under another name.
 _RFC822 = {
@@ -104,37 +105,47 @@ class Fetcher:
         self, uids: Sequence[int], names: Sequence[str], send: Callable[[bytes], None]
     ) -> None:
         """UID/FLAGS/MODSEQ straight from the view, a bulk path for ``FETCH 1:* (FLAGS)``: each
-        distinct flag set is formatted once, lines are joined and sent in large pieces."""
+        distinct flag set is formatted once, the lines are made column by column and sent as
+        one piece. The answer is remembered until the view changes: clients that poll
+        ``FETCH 1:* (FLAGS)`` on an unchanged mailbox get it again without the work."""
         view = self.view
+        key = (tuple(names), len(uids), uids[0] if uids else 0, uids[-1] if uids else 0)
+        cache = view.answer_cache()
+        cached = cache.get(key)
+        if cached is not None:
+            send(cached)
+            return
+        in_view = view.uids
+        if len(uids) == len(in_view):  # uids is a subset of the view: then it is the view
+            seqs: Sequence[int] = range(1, len(in_view) + 1)
+            wanted: Sequence[int] = in_view
+        else:
+            pairs = [(seq, uid) for uid in uids if (seq := view.seq_of(uid))]
+            seqs, wanted = [p[0] for p in pairs], [p[1] for p in pairs]
+        flags_of, recent = view.flags, view.recent
+        columns: list[Sequence[int] | list[bytes] | list[int]] = [seqs]
+        for name in names:
+            if name == "UID":
+                columns.append(wanted)
+            elif name == "FLAGS":
+                text = {fs: r.flag_list(sorted(fs)) for fs in set(flags_of.values())}
+                text[_NO_FLAGS] = r.flag_list([])
+                column = [text[flags_of.get(u, _NO_FLAGS)] for u in wanted]
+                if recent:
+                    for i, uid in enumerate(wanted):
+                        if uid in recent:
+                            column[i] = r.flag_list(view.display_flags(uid))
+                columns.append(column)
+            else:
+                modseqs = view.modseqs
+                columns.append([modseqs.get(u, 0) for u in wanted])
         pieces = {"UID": b"UID %d", "FLAGS": b"FLAGS %b", "MODSEQ": b"MODSEQ (%d)"}
         template = b"* %d FETCH (" + b" ".join(pieces[n] for n in names) + b")\r\n"
-        formatted: dict[tuple[frozenset[str], bool], bytes] = {}
-        flags_of, modseqs, recent = view.flags, view.modseqs, view.recent
-        in_view, pos, end = view.uids, 0, len(view.uids)
-        lines: list[bytes] = []
-        for uid in uids:  # ascending, like the view: walk instead of searching
-            while pos < end and in_view[pos] < uid:
-                pos += 1
-            if pos == end or in_view[pos] != uid:
-                continue
-            values: list[int | bytes] = [pos + 1]
-            for name in names:
-                if name == "UID":
-                    values.append(uid)
-                elif name == "FLAGS":
-                    key = (flags_of.get(uid, _NO_FLAGS), uid in recent)
-                    flags = formatted.get(key)
-                    if flags is None:
-                        flags = formatted[key] = r.flag_list(view.display_flags(uid))
-                    values.append(flags)
-                else:
-                    values.append(modseqs.get(uid, 0))
-            lines.append(template % tuple(values))
-            if len(lines) >= 1024:
-                send(b"".join(lines))
-                lines.clear()
-        if lines:
-            send(b"".join(lines))
+        data = b"".join([template % values for values in zip(*columns, strict=True)])
+        if len(data) <= MAX_CACHED_ANSWER:
+            cache.clear()  # one answer per view state is enough for the polling it serves
+            cache[key] = data
+        send(data)
 
     def _message(
         self,

@@ -40,6 +40,8 @@ class ViewSeed:
     modseqs: dict[int, int]
     keywords: frozenset[str]
     first_unseen: int | None  # sequence number of the first message without \\Seen
+    # bulk FETCH answers for views still equal to the seed (see MailboxView.answer_cache)
+    rendered: dict[tuple[object, ...], bytes] = field(default_factory=dict, compare=False)
 
     @classmethod
     def build(cls, info: MailboxInfo, messages: Iterable[MessageFlags]) -> ViewSeed:
@@ -113,6 +115,21 @@ class MailboxView:
         self._pending_expunges: set[int] = set()
         # bumped whenever a message's flags, presence or arrival changes (search contexts re-run)
         self.generation = 0
+        # bulk FETCH answers made from the view alone, with the generation they were made at
+        self._rendered: dict[tuple[object, ...], bytes] = {}
+        self._rendered_at = 0
+        self.seed = seed
+
+    def answer_cache(self) -> dict[tuple[object, ...], bytes]:
+        """Where to remember answers made from the view alone: while the view is still its
+        seed (nothing changed, no \\Recent of its own) in the seed, shared by every session that
+        selected that state; else in the view, forgotten at its next change."""
+        if self.generation == 0 and not self.recent:
+            return self.seed.rendered
+        if self._rendered_at != self.generation:
+            self._rendered.clear()
+            self._rendered_at = self.generation
+        return self._rendered
 
     # -- numbers -------------------------------------------------------------------------------
     @property
