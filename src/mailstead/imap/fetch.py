@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from mailstead.imap import render, sections
@@ -47,13 +48,55 @@ def _needs_raw(item: c.FetchItem) -> bool:
     return isinstance(item, c.FetchAtt) and item.name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT")
 
 
+def _header_only(item: c.FetchItem) -> bool:
+    """Whether the item needs no more of the message than its top-level header block."""
+    if isinstance(item, c.BodySection):
+        return not item.binary and sections.is_header_only(_section(item.section))
+    return isinstance(item, c.FetchAtt) and item.name in ("UID", "FLAGS", "MODSEQ", "RFC822.HEADER")
+
+
+class HeaderCache:
+    """Top-level header blocks of recently fetched messages, shared by the sessions of one
+    process, as Dovecot's cache file keeps the header fields clients ask for: a client that
+    lists the newest messages again is answered without reading and decompressing them. A
+    stored message never changes, so entries never go stale; bounded in bytes (LRU)."""
+
+    def __init__(self, max_bytes: int = 32 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._blocks: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
+
+    def get(self, key: tuple[int, int, int]) -> bytes | None:
+        block = self._blocks.get(key)
+        if block is not None:
+            self._blocks.move_to_end(key)
+        return block
+
+    def put(self, key: tuple[int, int, int], block: bytes) -> None:
+        if len(block) > self.max_bytes // 64 or key in self._blocks:
+            return
+        self._blocks[key] = block
+        self.size += len(block)
+        while self.size > self.max_bytes:
+            _, old = self._blocks.popitem(last=False)
+            self.size -= len(old)
+
+
 class Fetcher:
     """Answers one FETCH command."""
 
-    def __init__(self, store: Store, view: MailboxView, *, utf8: bool) -> None:
+    def __init__(
+        self,
+        store: Store,
+        view: MailboxView,
+        *,
+        utf8: bool,
+        headers: HeaderCache | None = None,
+    ) -> None:
         self.store = store
         self.view = view
         self.utf8 = utf8
+        self.headers = headers
 
     async def fetch(
         self, uids: Sequence[int], items: Sequence[c.FetchItem], send: Callable[[bytes], None]
@@ -75,6 +118,9 @@ class Fetcher:
         view_only = all(isinstance(i, c.FetchAtt) and i.name in _VIEW_ONLY for i in items)
         if view_only:
             self._from_view(uids, [i.name for i in items if isinstance(i, c.FetchAtt)], send)
+            return None
+        if self.headers is not None and not implicit_flags and all(map(_header_only, items)):
+            await self._from_headers(self.headers, uids, items, send)
             return None
         needs_raw = any(_needs_raw(i) for i in items)
         for start in range(0, len(uids), BATCH):
@@ -146,6 +192,55 @@ class Fetcher:
             cache.clear()  # one answer per view state is enough for the polling it serves
             cache[key] = data
         send(data)
+
+    async def _from_headers(
+        self,
+        cache: HeaderCache,
+        uids: Sequence[int],
+        items: Sequence[c.FetchItem],
+        send: Callable[[bytes], None],
+    ) -> None:
+        """Header sections (and UID/FLAGS/MODSEQ) from header blocks: cached ones without a
+        store round trip, the others read once and kept."""
+        view = self.view
+        for start in range(0, len(uids), BATCH):
+            chunk = uids[start : start + BATCH]
+            box, validity = view.mailbox_id, view.uidvalidity
+            blocks = {u: b for u in chunk if (b := cache.get((box, validity, u)))}
+            missing = [u for u in chunk if u not in blocks]
+            if missing:
+                infos = await self.store.get_messages(view.mailbox_id, missing)
+                raws = await self.store.read_blobs([m.blob_id for m in infos])
+                for info in infos:
+                    raw = raws.get(info.blob_id)
+                    if raw is None:
+                        continue
+                    block = raw[: from_json(info.structure).header_end]
+                    blocks[info.uid] = block
+                    cache.put((box, validity, info.uid), block)
+            for uid in chunk:
+                seq = view.seq_of(uid)
+                found = blocks.get(uid)
+                if seq is None or found is None:
+                    continue  # expunged meanwhile by another session
+                block = found
+                parts: list[bytes] = []
+                for item in items:
+                    if isinstance(item, c.BodySection):
+                        section = _section(item.section)
+                        parts.append(sections.header_item(block, section, _partial(item)))
+                        continue
+                    assert isinstance(item, c.FetchAtt)
+                    if item.name == "RFC822.HEADER":
+                        data = sections.header_section(block, _RFC822["RFC822.HEADER"])
+                        parts += [b"RFC822.HEADER", r.literal(data)]
+                    elif item.name == "UID":
+                        parts += [b"UID", str(uid).encode()]
+                    elif item.name == "FLAGS":
+                        parts += [b"FLAGS", r.flag_list(view.display_flags(uid))]
+                    else:
+                        parts += [b"MODSEQ", r.plist([str(view.modseqs.get(uid, 0)).encode()])]
+                send(r.untagged(seq, "FETCH", r.plist(parts)))
 
     def _message(
         self,

@@ -280,6 +280,31 @@ def body_section(
     return data
 
 
+def is_header_only(section: Section) -> bool:
+    """Whether the section is read from the top-level header alone."""
+    return not section.part and section.kind in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT")
+
+
+def header_section(header: bytes, section: Section, partial: Partial | None = None) -> bytes:
+    """A top-level header section from the header block alone (the message's octets up to its
+    body): what :func:`body_section` answers from the whole message."""
+    if section.kind == "HEADER":
+        data = _crlf(header)
+    else:
+        exclude = section.kind == "HEADER.FIELDS.NOT"
+        data = _header_fields(header, 0, section.fields, exclude, not exclude)
+    data = _partial(data, partial)
+    if b"\0" in data:
+        data = data.replace(b"\0", b"\x80")
+    return data
+
+
+def header_item(header: bytes, section: Section, partial: Partial | None = None) -> bytes:
+    """The FETCH item ``BODY[HEADER...]<origin> {n}\r\n...`` from the header block alone."""
+    data = header_section(header, section, partial)
+    return _item_name(b"BODY", section, partial) + b" {%d}\r\n" % len(data) + data
+
+
 def _item_name(prefix: bytes, section: Section, partial: Partial | None) -> bytes:
     name = prefix + b"[" + section.label() + b"]"
     if partial is not None:

@@ -28,7 +28,7 @@ from mailstead.imap.context import (
     partial_item,
     update_items,
 )
-from mailstead.imap.fetch import Fetcher
+from mailstead.imap.fetch import Fetcher, HeaderCache
 from mailstead.imap.search import (
     Candidate,
     Searcher,
@@ -113,9 +113,11 @@ class ImapSession:
         peer: str,
         now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         seeds: ViewSeeds | None = None,
+        header_cache: HeaderCache | None = None,
     ) -> None:
         self.store = store
         self.seeds = seeds
+        self.header_cache = header_cache
         self.directory = directory
         self.config = config
         self.core = core
@@ -750,7 +752,9 @@ class ImapSession:
                 if gone:
                     self._send(r.vanished(gone, earlier=True))
             uids = [u for u in uids if view.modseqs.get(u, 0) > cmd.changedsince]
-        fetcher = Fetcher(self.store, view, utf8="UTF8=ACCEPT" in self.enabled)
+        fetcher = Fetcher(
+            self.store, view, utf8="UTF8=ACCEPT" in self.enabled, headers=self.header_cache
+        )
         items = list(cmd.items)
         if cmd.uid and not any(isinstance(i, c.FetchAtt) and i.name == "UID" for i in items):
             items.insert(0, c.FetchAtt("UID"))

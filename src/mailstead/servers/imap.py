@@ -10,6 +10,7 @@ import ssl
 from dataclasses import dataclass, field
 
 from mailstead.directory import Directory
+from mailstead.imap.fetch import HeaderCache
 from mailstead.imap.session import Action, ImapSession, SessionConfig
 from mailstead.imap.view import ViewSeeds
 from mailstead.observability.ids import new_id
@@ -61,6 +62,7 @@ class IMAPServiceState:
     shutting_down: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     seeds: ViewSeeds = field(default_factory=ViewSeeds)  # SELECT shares unchanged mailboxes
+    headers: HeaderCache = field(default_factory=HeaderCache)  # header blocks FETCH reuses
 
 
 class IMAPConnection(StreamSession):
@@ -134,6 +136,7 @@ class IMAPConnection(StreamSession):
         session = ImapSession(
             state.store, state.directory, config, core,
             tls_active=self.implicit_tls, peer=self.peer_ip, seeds=state.seeds,
+            header_cache=state.headers,
         )  # fmt: skip
         session.greeting()
         while True:

@@ -956,19 +956,27 @@ class SQLiteStore:
             ).fetchone()
             if row is None:
                 raise StoreError(StoreErrorCode.NONEXISTENT, "no such mailbox")
+            if row[2] <= modseq:  # nothing changed: the common case of every command's sync
+                return MailboxChanges(row[0], row[1], row[2], (), ())
+            # sorted here, not by ORDER BY uid: that makes SQLite walk the whole mailbox in
+            # uid order instead of using the (mailbox_id, modseq) index for the few changes
             changed = tuple(
-                MessageFlags(uid, m, _flags(flags))
-                for uid, m, flags in conn.execute(
-                    "SELECT uid, modseq, flags FROM messages WHERE mailbox_id = ? AND modseq > ?"
-                    " ORDER BY uid",
-                    (mailbox_id, modseq),
+                sorted(
+                    MessageFlags(uid, m, _flags(flags))
+                    for uid, m, flags in conn.execute(
+                        "SELECT uid, modseq, flags FROM messages"
+                        " WHERE mailbox_id = ? AND modseq > ?",
+                        (mailbox_id, modseq),
+                    )
                 )
             )
             vanished = tuple(
-                r[0]
-                for r in conn.execute(
-                    "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
-                    (mailbox_id, modseq),
+                sorted(
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ?",
+                        (mailbox_id, modseq),
+                    )
                 )
             )
             return MailboxChanges(row[0], row[1], row[2], changed, vanished)
