@@ -203,6 +203,15 @@ class Fetcher:
         """Header sections (and UID/FLAGS/MODSEQ) from header blocks: cached ones without a
         store round trip, the others read once and kept."""
         view = self.view
+        # what to do per message, worked out once: (kind, section, partial, item name)
+        plan: list[tuple[str, sections.Section | None, sections.Partial | None, bytes]] = []
+        for item in items:
+            if isinstance(item, c.BodySection):
+                section, partial = _section(item.section), _partial(item)
+                plan.append(("section", section, partial, sections.item_name(section, partial)))
+            else:
+                assert isinstance(item, c.FetchAtt)
+                plan.append((item.name, None, None, b""))
         for start in range(0, len(uids), BATCH):
             chunk = uids[start : start + BATCH]
             box, validity = view.mailbox_id, view.uidvalidity
@@ -225,22 +234,21 @@ class Fetcher:
                     continue  # expunged meanwhile by another session
                 block = found
                 parts: list[bytes] = []
-                for item in items:
-                    if isinstance(item, c.BodySection):
-                        section = _section(item.section)
-                        parts.append(sections.header_item(block, section, _partial(item)))
-                        continue
-                    assert isinstance(item, c.FetchAtt)
-                    if item.name == "RFC822.HEADER":
+                for kind, wanted, window, name in plan:
+                    if kind == "section":
+                        assert wanted is not None
+                        data = sections.header_section(block, wanted, window)
+                        parts.append(name + b" {%d}\r\n" % len(data) + data)
+                    elif kind == "RFC822.HEADER":
                         data = sections.header_section(block, _RFC822["RFC822.HEADER"])
                         parts += [b"RFC822.HEADER", r.literal(data)]
-                    elif item.name == "UID":
-                        parts += [b"UID", str(uid).encode()]
-                    elif item.name == "FLAGS":
+                    elif kind == "UID":
+                        parts.append(b"UID %d" % uid)
+                    elif kind == "FLAGS":
                         parts += [b"FLAGS", r.flag_list(view.display_flags(uid))]
                     else:
-                        parts += [b"MODSEQ", r.plist([str(view.modseqs.get(uid, 0)).encode()])]
-                send(r.untagged(seq, "FETCH", r.plist(parts)))
+                        parts.append(b"MODSEQ (%d)" % view.modseqs.get(uid, 0))
+                send(b"* %d FETCH (%b)\r\n" % (seq, b" ".join(parts)))
 
     def _message(
         self,

@@ -305,6 +305,11 @@ def header_item(header: bytes, section: Section, partial: Partial | None = None)
     return _item_name(b"BODY", section, partial) + b" {%d}\r\n" % len(data) + data
 
 
+def item_name(section: Section, partial: Partial | None = None) -> bytes:
+    """``BODY[section]<origin>`` as FETCH names the item in its answer."""
+    return _item_name(b"BODY", section, partial)
+
+
 def _item_name(prefix: bytes, section: Section, partial: Partial | None) -> bytes:
     name = prefix + b"[" + section.label() + b"]"
     if partial is not None:
