@@ -386,3 +386,23 @@ def test_bulk_flag_answers_follow_every_change(connect):
     third.noop()
     assert len(flags(second)) == 4
     assert len(flags(third)) == 4
+
+
+def test_several_header_sections_in_one_fetch(connect):
+    client = connect()
+    client.select("INBOX")
+    message = b"Subject: s\r\nFrom: f@example.org\r\nX-A: 1\r\n\r\nbody\r\n"
+    client.append("INBOX", None, None, message)
+    items = ["BODY.PEEK[HEADER.FIELDS (SUBJECT)]", "BODY.PEEK[HEADER]", "RFC822.HEADER",
+             "BODY.PEEK[HEADER.FIELDS.NOT (SUBJECT)]<2.5>"]  # fmt: skip
+    alone = []
+    for item in items:
+        typ, data = client.uid("FETCH", "1", f"(UID {item})")
+        assert typ == "OK"
+        alone.append(data[0][1])
+    typ, data = client.uid("FETCH", "1", f"(UID {' '.join(items)})")
+    assert typ == "OK"
+    together = [part[1] for part in data if isinstance(part, tuple)]
+    assert together == alone
+    assert alone[0] == b"Subject: s\r\n\r\n"
+    assert alone[3] == b"om: f"
