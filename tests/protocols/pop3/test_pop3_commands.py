@@ -47,6 +47,7 @@ VALID = [
     (b"QUIT ", Quit()),
     (b"TOP 1 0", Top(1, 0)),
     (b"TOP 10 25", Top(10, 25)),
+    (b"TOP 1 9999999999", Top(1, 9999999999)),  # "the whole message" (fetchmail)
     (b"UIDL", Uidl()),
     (b"UIDL 7", Uidl(7)),
     (b"RETR 0", Retr(0)),  # out of range, which is the session's business
@@ -70,7 +71,7 @@ INVALID = [
     (b"LIST -1", "Invalid message number"),
     (b"LIST +1", "Invalid message number"),
     (b"RETR", "Missing message number"),
-    (b"RETR 1234567890", "Invalid message number"),
+    (b"RETR 123456789012345678901", "Invalid message number"),
     (b"DELE one", "Invalid message number"),
     (b"TOP 1", "TOP needs a message number and a line count"),
     (b"TOP 1 2 3", "TOP needs a message number and a line count"),

@@ -32,8 +32,9 @@ __all__ = [
     "split_keyword",
 ]
 
-# Larger than any maildrop; also keeps int() away from huge digit strings.
-_MAX_NUMBER_DIGITS: Final = 9
+# Numbers beyond any maildrop (clients send "TOP n 99999999" for a whole message), bounded
+# to keep int() away from huge digit strings.
+_MAX_NUMBER_DIGITS: Final = 20
 
 
 class ParseError(ValueError):
