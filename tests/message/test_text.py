@@ -24,7 +24,7 @@ def test_deeply_nested_messages_are_read_once_per_part():
     raw = nested(60)
     parsed = parse_message(raw)
     assert body_text(raw, parsed.root).count("innermost text") == 1
-    headers, body = searchable(raw, parsed)
+    headers, body, _ = searchable(raw, parsed)
     assert body.count("innermost text") == 1
     assert headers.count("level 30\n") == 1
 
@@ -43,7 +43,7 @@ def test_text_includes_mime_part_headers():
         b"body words\r\n--b--\r\n"
     )
     parsed = parse_message(raw)
-    headers, body = searchable(raw, parsed)
+    headers, body, _ = searchable(raw, parsed)
     assert "hello little man" in headers
     assert "hello" not in body  # BODY does not see part headers
     assert "hello little man" not in body_text(raw, parsed.root)

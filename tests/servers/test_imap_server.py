@@ -406,3 +406,50 @@ def test_several_header_sections_in_one_fetch(connect):
     assert together == alone
     assert alone[0] == b"Subject: s\r\n\r\n"
     assert alone[3] == b"om: f"
+
+
+def test_header_searches_answered_by_the_index_match_the_scan(imap_server, connect):
+    """SUBJECT/FROM/TO/CC/BCC are answered by the index's own columns once a message is
+    indexed: the answers must equal those of the scan (encoded words, several fields, display
+    names, addresses, NOT and OR around them)."""
+    client = connect()
+    messages = [
+        b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=\r\n"
+        b"From: =?utf-8?q?J=C3=BCrgen?= Meier <jm@example.net>\r\n"
+        b"To: team: a@x.org, b@y.org;\r\n\r\nx\r\n",
+        b"Subject: first line\r\nSubject: second line\r\nFrom: plain@example.com\r\n"
+        b"Cc: Carol Copy <carol@example.org>\r\nBcc: hidden@example.org\r\n\r\ny\r\n",
+        b"Subject: nothing here\r\nFrom: other@example.com\r\nX-Note: second line\r\n\r\n"
+        b"subject line\r\n",
+    ]  # fmt: skip
+    for raw in messages:
+        client.append("INBOX", None, None, raw)
+    client.select("INBOX")
+    queries = [
+        'SUBJECT "GRÜSSE aus"', 'SUBJECT "grüße"', 'FROM "jürgen meier"', 'FROM "jm@example"',
+        'TO "team"', 'TO "b@y.org"', 'SUBJECT "second line"', 'SUBJECT "first"', 'CC "carol copy"',
+        'BCC "hidden@"', 'HEADER "subject" "line"', 'NOT SUBJECT "line"',
+        'OR SUBJECT "köln" FROM "other@"', 'FROM "example.com" SUBJECT "line"', 'SUBJECT "zzz"',
+    ]  # fmt: skip
+
+    def answers() -> list[bytes]:
+        out = []
+        for query in queries:
+            typ, data = client.uid("SEARCH", "CHARSET", "UTF-8", query.encode())
+            assert typ == "OK", query
+            out.append(data[0])
+        return out
+
+    before = answers()
+    deadline = time.monotonic() + 30  # the indexer runs once deliveries pause
+    while time.monotonic() < deadline:
+        db = __import__("sqlite3").connect(imap_server.data_dir / "mailstead.db")
+        pending = db.execute("SELECT count(*) FROM blobs WHERE indexed = 0").fetchone()[0]
+        db.close()
+        if pending == 0:
+            break
+    assert pending == 0
+    assert answers() == before == [
+        b"1", b"1", b"1", b"1", b"1", b"1", b"2", b"2", b"2", b"2", b"2", b"1 3", b"1 3",
+        b"2", b"",
+    ]  # fmt: skip

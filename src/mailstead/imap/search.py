@@ -52,11 +52,40 @@ def leaves(key: c.SearchKey) -> list[c.SearchKey]:
     return [key]
 
 
+_FIELD_SCOPES: dict[str, TextScope] = {
+    "subject": "SUBJECT", "from": "FROM", "to": "TO", "cc": "CC", "bcc": "BCC"
+}  # fmt: skip
+
+
 def text_scope(key: c.HeaderKey | c.TextKey) -> tuple[TextScope, str]:
     """(index scope, needle) for a text key."""
     if isinstance(key, c.HeaderKey):
-        return "HEADER", key.value
+        return _FIELD_SCOPES.get(key.field.lower(), "HEADER"), key.value
     return key.scope, key.value
+
+
+def index_is_exact(key: c.HeaderKey | c.TextKey) -> bool:
+    """Whether the index's match for ``key`` is the answer itself, with nothing to verify: a
+    field it keeps on its own (values one per line), a needle without line breaks."""
+    scope, needle = text_scope(key)
+    return scope in _FIELD_SCOPES.values() and "\n" not in needle and "\r" not in needle
+
+
+def candidates_only(
+    key: c.SearchKey, prefilter: dict[c.SearchKey, tuple[set[int], set[int]]]
+) -> set[int] | None:
+    """UIDs outside which ``key`` cannot match: the index's candidates (found or not indexed
+    yet) of the text keys it requires; None when any message may match (e.g. under NOT)."""
+    sets = prefilter.get(key)
+    if sets is not None:
+        return sets[0] | sets[1]
+    if isinstance(key, c.And):
+        required = [s for k in key.keys if (s := candidates_only(k, prefilter)) is not None]
+        return set.intersection(*required) if required else None
+    if isinstance(key, c.Or):
+        a, b = candidates_only(key.a, prefilter), candidates_only(key.b, prefilter)
+        return None if a is None or b is None else a | b
+    return None
 
 
 def needs_rows(key: c.SearchKey) -> bool:
@@ -73,6 +102,7 @@ class Searcher:
         saved: list[int] | None,
         now: datetime.datetime,
         prefilter: dict[c.SearchKey, tuple[set[int], set[int]]] | None = None,
+        exact: set[c.SearchKey] | None = None,
     ) -> None:
         self.view = view
         self.read_blob = read_blob
@@ -80,6 +110,8 @@ class Searcher:
         self.now = now
         # text key → (UIDs the full-text index says may match, UIDs it has not indexed yet)
         self.prefilter = prefilter or {}
+        # keys whose indexed matches need no verification (index_is_exact)
+        self.exact = exact or set()
 
     def _excluded(self, key: c.SearchKey, uid: int) -> bool:
         """The index proves ``key`` cannot match ``uid``."""
@@ -134,6 +166,10 @@ class Searcher:
         if isinstance(key, c.SaveDateSupported):
             return False
         if isinstance(key, c.HeaderKey):
+            if key in self.exact:
+                found, unindexed = self.prefilter[key]
+                if msg.uid not in unindexed:
+                    return msg.uid in found
             return not self._excluded(key, msg.uid) and await self._header_matches(key, msg)
         if isinstance(key, c.TextKey):
             return not self._excluded(key, msg.uid) and await self._text_matches(key, msg)

@@ -32,7 +32,9 @@ from mailstead.imap.fetch import Fetcher, HeaderCache
 from mailstead.imap.search import (
     Candidate,
     Searcher,
+    candidates_only,
     email_id,
+    index_is_exact,
     leaves,
     needs_rows,
     text_scope,
@@ -912,6 +914,7 @@ class ImapSession:
         # The full-text index narrows text keys to the messages that may match; those (and
         # messages it has not indexed yet) are checked against their text.
         prefilter: dict[c.SearchKey, tuple[set[int], set[int]]] = {}
+        exact: set[c.SearchKey] = set()
         all_rows = needs_rows(criteria)
         for leaf in leaves(criteria):
             if isinstance(leaf, c.HeaderKey | c.TextKey) and leaf not in prefilter:
@@ -921,15 +924,24 @@ class ImapSession:
                     all_rows = True
                 else:
                     prefilter[leaf] = sets
+                    if index_is_exact(leaf):
+                        exact.add(leaf)
         if all_rows:
             wanted = view.uids
         else:
             wanted = sorted({u for found, todo in prefilter.values() for u in found | todo})
         infos = {m.uid: m for m in await self.store.get_messages(view.mailbox_id, wanted)}
-        searcher = Searcher(view, self.store.read_blob, self.saved_search, self.now(), prefilter)
+        searcher = Searcher(
+            view, self.store.read_blob, self.saved_search, self.now(), prefilter, exact
+        )
+        narrow = candidates_only(criteria, prefilter)
+        if narrow is None:
+            pairs: Iterable[tuple[int, int]] = enumerate(view.uids, start=1)
+        else:  # only the index's candidates can match: the others need no look
+            pairs = sorted((seq, u) for u in narrow if (seq := view.seq_of(u)))
         found = []
-        for seq, uid in enumerate(view.uids, start=1):
-            if seq % YIELD_EVERY == 0:
+        for count, (seq, uid) in enumerate(pairs, start=1):
+            if count % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let other sessions run during a long SEARCH
             info = infos.get(uid)
             if info is None and all_rows:  # expunged by another session meanwhile

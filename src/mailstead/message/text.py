@@ -10,6 +10,7 @@ import base64
 import binascii
 import quopri
 import re
+from typing import NamedTuple
 
 from mailstead.message.addresses import parse_address_list
 from mailstead.message.headers import decode_header_value, parse_header_fields
@@ -17,6 +18,19 @@ from mailstead.message.mime import MimePart
 from mailstead.message.parse import ParsedMessage
 
 ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc", "sender", "reply-to"})
+# Header fields the full-text index also keeps on their own, in this order (SEARCH SUBJECT,
+# FROM, TO, CC, BCC are then answered by the index alone).
+INDEXED_FIELDS = ("subject", "from", "to", "cc", "bcc")
+
+
+class Searchable(NamedTuple):
+    """What the full-text index stores for one message, case-folded: every header value (with
+    embedded messages' and MIME parts' headers), the body text, and each indexed field's values
+    (one per line, as :func:`header_values` gives them)."""
+
+    headers: str
+    body: str
+    fields: tuple[str, ...]
 
 
 def header_values(raw: bytes, header_end: int, start: int = 0) -> dict[str, list[str]]:
@@ -101,12 +115,13 @@ def _declared_cte(raw: bytes, start: int, end: int) -> str | None:
     return None
 
 
-def searchable(raw: bytes, parsed: ParsedMessage) -> tuple[str, str]:
-    """(headers, body) as the full-text index stores them: case-folded."""
+def searchable(raw: bytes, parsed: ParsedMessage) -> Searchable:
+    """What the full-text index stores for the message (see :class:`Searchable`)."""
     headers = header_values(raw, parsed.header_end)
     header_text = "\n".join(v for values in headers.values() for v in values)
     # Embedded messages' and MIME parts' headers are indexed with the headers: the index is only
     # a prefilter for HEADER keys (they are checked against the top-level header), and TEXT
     # needs them.
     inner = body_text(raw, parsed.root, embedded_headers=True).casefold()
-    return header_text + "\n" + inner, body_text(raw, parsed.root).casefold()
+    fields = tuple("\n".join(headers.get(name, ())) for name in INDEXED_FIELDS)
+    return Searchable(header_text + "\n" + inner, body_text(raw, parsed.root).casefold(), fields)

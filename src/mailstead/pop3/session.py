@@ -11,8 +11,8 @@ import asyncio
 import enum
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from mailstead import sasl
@@ -38,10 +38,6 @@ PLAINTEXT_REFUSED = ("Plaintext authentication disallowed, use STLS first", "AUT
 IN_USE = ("Maildrop is locked by another session", "IN-USE")
 TEMPORARY = ("Temporary failure, try again later", "SYS/TEMP")
 
-# SCRAM needs the directory's SCRAM credentials (Directory.scram_credentials), which do not
-# exist yet: until then AUTH offers the password mechanisms only.
-PASSWORD_MECHANISMS = frozenset({sasl.PLAIN, sasl.LOGIN})
-
 
 class Action(enum.Enum):
     """What the shell must do after a command."""
@@ -56,6 +52,8 @@ class SessionConfig:
     hostname: str
     allow_insecure_auth: bool  # USER/PASS and AUTH before TLS (loopback only, when configured)
     stls_available: bool
+    # SCRAM-SHA-256-PLUS channel bindings of our TLS side, by type (used once TLS is on)
+    channel_bindings: Mapping[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -129,13 +127,15 @@ class Pop3Session:
         return caps
 
     def mechanisms(self) -> list[str]:
-        """SASL mechanisms offered now (RFC 5034 §3: SASL in CAPA)."""
-        offered = sasl.mechanisms(
+        """SASL mechanisms offered now (RFC 2449 §6.3: SASL in CAPA)."""
+        return sasl.mechanisms(
             tls=self.tls_active,
             allow_plaintext=self.config.allow_insecure_auth,
-            channel_binding=False,
+            channel_binding=bool(self._channel_bindings()),
         )
-        return [name for name in offered if name in PASSWORD_MECHANISMS]
+
+    def _channel_bindings(self) -> Mapping[str, bytes]:
+        return self.config.channel_bindings if self.tls_active else {}
 
     def greeting(self) -> None:
         self.core.greet(f"{self.config.hostname} Mailstead POP3 ready")
@@ -262,7 +262,7 @@ class Pop3Session:
         if cmd.mechanism not in self.mechanisms():
             self._err("Unsupported authentication mechanism")
             return Action.NONE
-        server = sasl.SaslServer(cmd.mechanism)
+        server = sasl.SaslServer(cmd.mechanism, channel_bindings=self._channel_bindings())
         self._sasl, self._sasl_success, self._sasl_user = server, None, ""
         if cmd.initial_response is None:
             return await self._sasl_step(server.start(None))
@@ -303,7 +303,12 @@ class Pop3Session:
                 account = await self.directory.authenticate(step.authcid, step.password)
                 step = server.password_checked(account)
             elif isinstance(step, sasl.NeedScram):
-                step = server.scram_credentials(None)  # not offered (see PASSWORD_MECHANISMS)
+                self._sasl_user = step.authcid
+                found = await self.directory.scram_lookup(step.authcid)
+                if found is None:  # goes on with a fake salt: no hint that nobody is there
+                    step = server.scram_credentials(None)
+                else:
+                    step = server.scram_credentials(found[1], found[0])
             elif isinstance(step, sasl.Success):
                 if step.final_data is not None and self._sasl_success is None:
                     # RFC 4422 §4: no room for data in +OK: a last challenge, answered empty

@@ -22,7 +22,7 @@ from mailstead.observability.log import log_event, setup_logging
 from mailstead.protocols.smtp import ServerSettings
 from mailstead.security.tls import server_context
 from mailstead.servers.imap import IMAPLimits, IMAPService, IMAPServiceState
-from mailstead.servers.pop3 import POP3Limits, POP3Service, POP3ServiceState
+from mailstead.servers.pop3 import POP3Limits, POP3Service, POP3ServiceState, channel_bindings
 from mailstead.servers.smtp import SMTPLimits, SMTPService, SMTPServiceState
 from mailstead.store import Store, open_sqlite
 
@@ -160,6 +160,7 @@ class MailServer:
             directory=self.directory,
             tls_context=self.tls_context,
             limits=pop3_limits(config),
+            channel_bindings=channel_bindings(config.tls.cert_file) if self.tls_context else {},
         )
         self.pop3 = POP3Service(self.pop3_state)
         self.bound: BoundAddresses | None = None
@@ -248,6 +249,7 @@ class MailServer:
         self.imap_state.limits = imap_limits(new)
         self.imap_state.hostname = new.server.hostname
         self.pop3_state.tls_context = tls
+        self.pop3_state.channel_bindings = channel_bindings(new.tls.cert_file) if tls else {}
         self.pop3_state.limits = pop3_limits(new)
         self.pop3_state.hostname = new.server.hostname
         self.directory.recipient_delimiter = new.delivery.recipient_delimiter

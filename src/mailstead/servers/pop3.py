@@ -8,7 +8,9 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from mailstead import sasl
 from mailstead.directory import Directory
 from mailstead.observability.ids import new_id
 from mailstead.observability.log import log_event
@@ -50,11 +52,22 @@ class POP3ServiceState:
     directory: Directory
     tls_context: ssl.SSLContext | None
     limits: POP3Limits
+    # SCRAM-SHA-256-PLUS bindings of the certificate (see `channel_bindings`)
+    channel_bindings: dict[str, bytes] = field(default_factory=dict)
     locks: MaildropLocks = field(default_factory=MaildropLocks)
     sessions: set[POP3Connection] = field(default_factory=set)
     per_ip: dict[str, int] = field(default_factory=dict)
     shutting_down: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def channel_bindings(cert_file: Path) -> dict[str, bytes]:
+    """What SCRAM-SHA-256-PLUS can bind to on our TLS connections: ``tls-server-end-point``
+    (RFC 5929 §4.1) of the certificate; Python's ssl module cannot export ``tls-exporter``."""
+    try:
+        return {sasl.TLS_SERVER_END_POINT: sasl.tls_server_end_point(cert_file.read_bytes())}
+    except (OSError, ValueError):
+        return {}
 
 
 class POP3Connection(StreamSession):
@@ -144,6 +157,7 @@ class POP3Connection(StreamSession):
             hostname=state.hostname,
             allow_insecure_auth=limits.allow_insecure_auth_on_loopback and loopback,
             stls_available=state.tls_context is not None and not self.implicit_tls,
+            channel_bindings=state.channel_bindings if state.tls_context is not None else {},
         )
         session = Pop3Session(
             state.store, state.directory, config, core, state.locks,

@@ -54,7 +54,9 @@ DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
 
 
 # What a text search looks at: header values, body text, or both (IMAP HEADER/BODY/TEXT).
-TextScope = Literal["HEADER", "BODY", "TEXT"]
+TextScope = Literal["HEADER", "BODY", "TEXT", "SUBJECT", "FROM", "TO", "CC", "BCC"]
+"""Where a text search looks: every header, the body, both, or one of the header fields the
+index keeps on its own (a match there is exact: the field's decoded values contain the text)."""
 
 
 class AccountRole(enum.Enum):

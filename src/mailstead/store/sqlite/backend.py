@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import zstandard
 
 from mailstead.message import ParsedMessage, parse_message, to_json
-from mailstead.message.text import searchable
+from mailstead.message.text import Searchable, searchable
 from mailstead.store.api import (
     DEFAULT_MAILBOXES,
     Account,
@@ -866,11 +866,11 @@ class SQLiteStore:
             )
             return [(blob_id, codec, bytes(data)) for blob_id, codec, data in rows]
 
-        def extract(rows: list[tuple[int, int, bytes]]) -> list[tuple[int, str, str]]:
+        def extract(rows: list[tuple[int, int, bytes]]) -> list[tuple[int, Searchable]]:
             out = []
             for blob_id, codec, data in rows:
                 raw = decode_blob(codec, data)
-                out.append((blob_id, *searchable(raw, parse_message(raw))))
+                out.append((blob_id, searchable(raw, parse_message(raw))))
             return out
 
         rows = await self._read(pending)
@@ -880,14 +880,15 @@ class SQLiteStore:
         texts = await loop.run_in_executor(self._readers, extract, rows)
 
         def job(conn: sqlite3.Connection) -> None:
-            for blob_id, headers, body in texts:
+            for blob_id, text in texts:
                 marked = conn.execute(
                     "UPDATE blobs SET indexed = 1 WHERE id = ? AND indexed = 0", (blob_id,)
                 )
                 if marked.rowcount:  # not deleted (or indexed) meanwhile
                     conn.execute(
-                        "INSERT INTO search_text(rowid, headers, body) VALUES (?, ?, ?)",
-                        (blob_id, headers, body),
+                        "INSERT INTO search_text(rowid, headers, body, subject, from_addr,"
+                        " to_addr, cc, bcc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (blob_id, text.headers, text.body, *text.fields),
                     )
 
         await self._write(job)
@@ -900,23 +901,25 @@ class SQLiteStore:
         if len(needle) < 3:  # trigrams: shorter strings cannot use the index
             return None
         phrase = '"' + needle.replace('"', '""') + '"'
-        query = {"HEADER": "headers : ", "BODY": "body : ", "TEXT": ""}[scope] + phrase
+        query = _SCOPE_COLUMNS[scope] + phrase
 
         def job(conn: sqlite3.Connection) -> tuple[set[int], set[int]]:
+            # Both driven from the small side (the index's matches, the unindexed blobs) with
+            # CROSS JOIN fixing the order: the other way walks every message of the mailbox.
             found = {
                 row[0]
-                # the MATCH runs once, as a subquery; a join would look up the index per message
                 for row in conn.execute(
-                    "SELECT uid FROM messages WHERE mailbox_id = ? AND blob_id IN"
-                    " (SELECT rowid FROM search_text WHERE search_text MATCH ?)",
-                    (mailbox_id, query),
+                    "SELECT m.uid FROM (SELECT rowid AS id FROM search_text"
+                    " WHERE search_text MATCH ?) f CROSS JOIN messages m ON m.blob_id = f.id"
+                    " WHERE m.mailbox_id = ?",
+                    (query, mailbox_id),
                 )
             }
             unindexed = {
                 row[0]
                 for row in conn.execute(
-                    "SELECT m.uid FROM messages m JOIN blobs b ON b.id = m.blob_id"
-                    " WHERE m.mailbox_id = ? AND b.indexed = 0",
+                    "SELECT m.uid FROM (SELECT id FROM blobs WHERE indexed = 0) b"
+                    " CROSS JOIN messages m ON m.blob_id = b.id WHERE m.mailbox_id = ?",
                     (mailbox_id,),
                 )
             }
@@ -1041,6 +1044,18 @@ def _insert_mailbox(
     assert cur.lastrowid is not None
     return cur.lastrowid
 
+
+# search_text column filter per scope (FTS5 "column : phrase")
+_SCOPE_COLUMNS: dict[str, str] = {
+    "HEADER": "headers : ",
+    "BODY": "body : ",
+    "TEXT": "",
+    "SUBJECT": "subject : ",
+    "FROM": "from_addr : ",
+    "TO": "to_addr : ",
+    "CC": "cc : ",
+    "BCC": "bcc : ",
+}
 
 _FLAG_SETS: dict[str, frozenset[str]] = {}
 

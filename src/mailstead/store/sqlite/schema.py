@@ -136,6 +136,16 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE(account_id, name)
     );
     """,
+    # 7: the full-text index gains one column per common SEARCH header (SUBJECT, FROM, TO, CC,
+    # BCC): a match there is the answer itself, without reading the messages. Every blob is
+    # indexed again by the background indexer.
+    """
+    DROP TABLE search_text;
+    CREATE VIRTUAL TABLE search_text USING fts5(
+        headers, body, subject, from_addr, to_addr, cc, bcc, tokenize = 'trigram'
+    );
+    UPDATE blobs SET indexed = 0;
+    """,
 )
 
 
