@@ -6,6 +6,7 @@ and AUTH lines to the session, carry out its `Action`. STLS "succeeds" at once.
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from mailstead.directory import Directory
@@ -19,6 +20,7 @@ from mailstead.protocols.pop3 import (
     ServerCore,
     Settings,
 )
+from mailstead.sasl import SaslClient
 from mailstead.store import DeliveryRequest, DeliveryTarget, Store, open_sqlite
 
 ALICE, ALICE_PW = "alice@example.org", "alice-pw"
@@ -30,10 +32,18 @@ def message(n: int, body: bytes = b"") -> bytes:
 
 
 class Conn:
-    def __init__(self, harness: Harness, *, tls: bool, insecure: bool, max_errors: int) -> None:
+    def __init__(
+        self,
+        harness: Harness,
+        *,
+        tls: bool,
+        insecure: bool,
+        max_errors: int,
+        channel_bindings: dict[str, bytes],
+    ) -> None:
         self.core = ServerCore(Settings(max_errors=max_errors))
         config = SessionConfig("mx.example.org", allow_insecure_auth=insecure,
-                               stls_available=True)  # fmt: skip
+                               stls_available=True, channel_bindings=channel_bindings)  # fmt: skip
         self.session = Pop3Session(
             harness.store, harness.directory, config, self.core, harness.locks,
             tls_active=tls, peer="192.0.2.1",
@@ -80,6 +90,19 @@ class Conn:
         assert (await self.line(f"USER {user}")).startswith(b"+OK")
         return await self.line(f"PASS {password}")
 
+    async def sasl(self, client: SaslClient, *, initial: bool = True) -> bytes:
+        """Run ``client``'s exchange (AUTH with its initial response unless ``initial`` is
+        False); return the server's final reply."""
+        first = client.initial_response() if initial else None
+        command = f"AUTH {client.mechanism}"
+        if first is not None:
+            command += " " + (base64.b64encode(first).decode() or "=")
+        reply = await self.line(command)
+        while reply.startswith(b"+ "):
+            challenge = base64.b64decode(reply[2:].strip())
+            reply = await self.line(base64.b64encode(client.respond(challenge)).decode())
+        return reply
+
     def drop(self) -> None:
         """The connection is lost (no QUIT)."""
         self.session.close()
@@ -115,8 +138,16 @@ class Harness:
         assert uid is not None
         return uid
 
-    def connect(self, *, tls: bool = True, insecure: bool = False, max_errors: int = 10) -> Conn:
-        return Conn(self, tls=tls, insecure=insecure, max_errors=max_errors)
+    def connect(
+        self,
+        *,
+        tls: bool = True,
+        insecure: bool = False,
+        max_errors: int = 10,
+        channel_bindings: dict[str, bytes] | None = None,
+    ) -> Conn:
+        return Conn(self, tls=tls, insecure=insecure, max_errors=max_errors,
+                    channel_bindings=channel_bindings or {})  # fmt: skip
 
     async def inbox_uids(self) -> list[int]:
         return [m.uid for m in await self.store.message_index(self.inbox.id)]

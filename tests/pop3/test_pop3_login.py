@@ -8,7 +8,7 @@ AUTH_FAILED = b"-ERR [AUTH] Authentication failed\r\n"
 PLAINTEXT_REFUSED = b"-ERR [AUTH] Plaintext authentication disallowed, use STLS first\r\n"
 CAPA_TLS = (
     b"+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n"
-    b"PIPELINING\r\nUSER\r\nSASL PLAIN LOGIN\r\nIMPLEMENTATION Mailstead\r\n.\r\n"
+    b"PIPELINING\r\nUSER\r\nSASL SCRAM-SHA-256 PLAIN LOGIN\r\nIMPLEMENTATION Mailstead\r\n.\r\n"
 )
 
 

@@ -167,7 +167,8 @@ def test_tls_is_required_for_passwords(mail_server, wire):
     conn.send(f"CAPA\r\nUSER {USER}\r\nPASS {PASSWORD}\r\n".encode())
     conn.expect(
         b"+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n"
-        b"PIPELINING\r\nUSER\r\nSASL PLAIN LOGIN\r\nIMPLEMENTATION Mailstead\r\n.\r\n"
+        b"PIPELINING\r\nUSER\r\nSASL SCRAM-SHA-256-PLUS SCRAM-SHA-256 PLAIN LOGIN\r\n"
+        b"IMPLEMENTATION Mailstead\r\n.\r\n"
         b"+OK Send PASS\r\n+OK Logged in, 0 messages (0 octets)\r\n"
     )
     conn.send(b"QUIT\r\n")
