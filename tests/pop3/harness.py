@@ -7,6 +7,7 @@ and AUTH lines to the session, carry out its `Action`. STLS "succeeds" at once.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from pathlib import Path
 
 from mailstead.directory import Directory
@@ -21,6 +22,7 @@ from mailstead.protocols.pop3 import (
     Settings,
 )
 from mailstead.sasl import SaslClient
+from mailstead.security.bans import AuthFailureTracker
 from mailstead.store import DeliveryRequest, DeliveryTarget, Store, open_sqlite
 
 ALICE, ALICE_PW = "alice@example.org", "alice-pw"
@@ -40,13 +42,15 @@ class Conn:
         insecure: bool,
         max_errors: int,
         channel_bindings: dict[str, bytes],
+        bans: AuthFailureTracker | None,
+        clock: Callable[[], float],
     ) -> None:
         self.core = ServerCore(Settings(max_errors=max_errors))
         config = SessionConfig("mx.example.org", allow_insecure_auth=insecure,
                                stls_available=True, channel_bindings=channel_bindings)  # fmt: skip
         self.session = Pop3Session(
             harness.store, harness.directory, config, self.core, harness.locks,
-            tls_active=tls, peer="192.0.2.1",
+            tls_active=tls, peer="192.0.2.1", bans=bans, clock=clock,
         )  # fmt: skip
         self.session.greeting()
         self.greeting = self.core.data_to_send()
@@ -145,9 +149,11 @@ class Harness:
         insecure: bool = False,
         max_errors: int = 10,
         channel_bindings: dict[str, bytes] | None = None,
+        bans: AuthFailureTracker | None = None,
+        clock: Callable[[], float] = lambda: 0.0,
     ) -> Conn:
         return Conn(self, tls=tls, insecure=insecure, max_errors=max_errors,
-                    channel_bindings=channel_bindings or {})  # fmt: skip
+                    channel_bindings=channel_bindings or {}, bans=bans, clock=clock)  # fmt: skip
 
     async def inbox_uids(self) -> list[int]:
         return [m.uid for m in await self.store.message_index(self.inbox.id)]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+
+from mailstead.security.bans import AuthFailureTracker
+
 from .harness import ALICE, BOB, BOB_PW
 
 AUTH_FAILED = b"-ERR [AUTH] Authentication failed\r\n"
+BANNED = b"-ERR [IN-USE] Too many failed logins, try again later\r\n"
 PLAINTEXT_REFUSED = b"-ERR [AUTH] Plaintext authentication disallowed, use STLS first\r\n"
 CAPA_TLS = (
     b"+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n"
@@ -130,5 +135,43 @@ def test_quit_before_login(run):
         conn = h.connect()
         assert await conn.line("QUIT") == b"+OK Bye\r\n"
         assert conn.closed == "quit"
+
+    run(scenario)
+
+
+def test_brute_force_ban(run):
+    async def scenario(h):
+        now = [1000.0]
+        bans = AuthFailureTracker(max_failures=3, window=60, ban_time=300)
+
+        def connect():
+            return h.connect(bans=bans, clock=lambda: now[0])
+
+        conn = connect()
+        for _ in range(3):
+            assert await conn.login(password="wrong") == AUTH_FAILED
+        # refused before the password is looked at: the right one fares no better
+        assert await conn.login() == BANNED
+        plain = base64.b64encode(f"\0{ALICE}\0alice-pw".encode()).decode()
+        assert await conn.line(f"AUTH PLAIN {plain}") == BANNED
+        assert await connect().login(BOB, BOB_PW) == BANNED  # the client, whatever account
+        now[0] += 301
+        assert (await conn.login()).startswith(b"+OK Logged in")
+
+    run(scenario)
+
+
+def test_a_successful_login_forgets_the_failures(run):
+    async def scenario(h):
+        bans = AuthFailureTracker(max_failures=3, window=60, ban_time=300)
+        first = h.connect(bans=bans)
+        await first.login(password="wrong")
+        await first.login(password="wrong")
+        assert (await first.login()).startswith(b"+OK Logged in")
+        await first.line("QUIT")
+        second = h.connect(bans=bans)
+        await second.login(password="wrong")
+        await second.login(password="wrong")
+        assert (await second.login()).startswith(b"+OK Logged in")
 
     run(scenario)

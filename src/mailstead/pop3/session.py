@@ -11,6 +11,7 @@ import asyncio
 import enum
 import ipaddress
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from mailstead.observability.log import log_event
 from mailstead.pop3.maildrop import Maildrop, MaildropLocks, NoSuchMessage
 from mailstead.protocols.pop3 import AuthResponse, ServerCore, State, replies
 from mailstead.protocols.pop3 import commands as c
+from mailstead.security.bans import AuthFailureTracker
 from mailstead.store import Account, FlagOp, Store, StoreError, StoreErrorCode
 
 log = logging.getLogger("mailstead.pop3")
@@ -36,6 +38,8 @@ DELETED = "\\Deleted"
 AUTH_FAILED = ("Authentication failed", "AUTH")
 PLAINTEXT_REFUSED = ("Plaintext authentication disallowed, use STLS first", "AUTH")
 IN_USE = ("Maildrop is locked by another session", "IN-USE")
+# A client banned for failed logins is refused before its credentials are looked at.
+BANNED = ("Too many failed logins, try again later", "IN-USE")
 TEMPORARY = ("Temporary failure, try again later", "SYS/TEMP")
 
 
@@ -87,6 +91,8 @@ class Pop3Session:
         *,
         tls_active: bool,
         peer: str,
+        bans: AuthFailureTracker | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.directory = directory
@@ -95,6 +101,8 @@ class Pop3Session:
         self.locks = locks
         self.tls_active = tls_active
         self.peer = peer
+        self.bans = bans
+        self.clock = clock
         self.account: Account | None = None
         self.maildrop: Maildrop | None = None
         self.stats = SessionStats()
@@ -244,6 +252,8 @@ class Pop3Session:
 
     async def cmd_pass(self, cmd: c.Pass) -> Action:
         user, self._user = self._user or "", None
+        if self._banned():
+            return Action.NONE
         account = await self.directory.authenticate(user, cmd.password)
         if account is None:
             self.login_failed(user)
@@ -261,6 +271,8 @@ class Pop3Session:
             return Action.NONE
         if cmd.mechanism not in self.mechanisms():
             self._err("Unsupported authentication mechanism")
+            return Action.NONE
+        if self._banned():
             return Action.NONE
         server = sasl.SaslServer(cmd.mechanism, channel_bindings=self._channel_bindings())
         self._sasl, self._sasl_success, self._sasl_user = server, None, ""
@@ -339,6 +351,17 @@ class Pop3Session:
             self.core.count_error()
         return Action.NONE
 
+    def _banned(self) -> bool:
+        """Refuse a login attempt from a banned client (checking no credentials)."""
+        bans = self.bans
+        if bans is None or bans.is_banned(self.peer, self.clock()) is None:
+            return False
+        log_event(log, "pop3.login_refused", logging.WARNING, client=self.peer, reason="banned")
+        self._err(*BANNED)
+        self.core.set_state(State.AUTHORIZATION)
+        self.core.count_error()
+        return True
+
     def login_failed(self, user: str) -> None:
         """The same reply whether or not the account exists."""
         log_event(log, "pop3.login_failed", logging.WARNING, client=self.peer, user=user)
@@ -346,6 +369,12 @@ class Pop3Session:
         self._err(*AUTH_FAILED)
         self.core.set_state(State.AUTHORIZATION)
         self.core.count_error()
+        if self.bans is not None:
+            banned = self.bans.record_failure(self.peer, user or None, self.clock())
+            if banned is not None:
+                log_event(log, "auth.banned", logging.WARNING, client=banned.ip_key,
+                          failures=banned.failures, account=banned.account,
+                          seconds=round(banned.until - self.clock()))  # fmt: skip
 
     async def login(self, account: Account) -> None:
         """Credentials checked: lock and open the maildrop, enter TRANSACTION."""
@@ -366,6 +395,8 @@ class Pop3Session:
             return
         self.account = account
         self.stats.user = account.address
+        if self.bans is not None:
+            self.bans.record_success(self.peer, account.address, self.clock())
         core.set_state(State.TRANSACTION)
         count, size = self.maildrop.stat()
         log_event(log, "pop3.login", client=self.peer, user=account.address, messages=count)

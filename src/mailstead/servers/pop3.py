@@ -26,6 +26,7 @@ from mailstead.protocols.pop3 import (
     Settings,
     replies,
 )
+from mailstead.security.bans import AuthFailureTracker
 from mailstead.security.limits import client_key
 from mailstead.servers.stream import StreamSession
 from mailstead.store import Store
@@ -55,6 +56,7 @@ class POP3ServiceState:
     # SCRAM-SHA-256-PLUS bindings of the certificate (see `channel_bindings`)
     channel_bindings: dict[str, bytes] = field(default_factory=dict)
     locks: MaildropLocks = field(default_factory=MaildropLocks)
+    bans: AuthFailureTracker | None = None  # shared with the other services, when given
     sessions: set[POP3Connection] = field(default_factory=set)
     per_ip: dict[str, int] = field(default_factory=dict)
     shutting_down: bool = False
@@ -161,7 +163,7 @@ class POP3Connection(StreamSession):
         )
         session = Pop3Session(
             state.store, state.directory, config, core, state.locks,
-            tls_active=self.implicit_tls, peer=self.peer_ip,
+            tls_active=self.implicit_tls, peer=self.peer_ip, bans=state.bans,
         )  # fmt: skip
         self._session = session
         session.greeting()
