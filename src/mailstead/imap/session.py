@@ -929,7 +929,15 @@ class ImapSession:
         if all_rows:
             wanted = view.uids
         else:
-            wanted = sorted({u for found, todo in prefilter.values() for u in found | todo})
+            # rows for what will be checked against its text (an exact key's indexed matches
+            # are answered without it)
+            wanted = sorted(
+                {
+                    u
+                    for leaf, (found, todo) in prefilter.items()
+                    for u in (todo if leaf in exact else found | todo)
+                }
+            )
         infos = {m.uid: m for m in await self.store.get_messages(view.mailbox_id, wanted)}
         searcher = Searcher(
             view, self.store.read_blob, self.saved_search, self.now(), prefilter, exact
