@@ -283,3 +283,22 @@ def test_imap_idle_hears_of_pop3_deletions(server):
         assert b"OK" in line
     finally:
         imap.logout()
+
+
+def test_a_client_that_stops_reading_is_dropped(mail_server, wire):
+    server = mail_server({"pop3": {"idle_timeout": "1s"}}, accounts=ACCOUNTS)
+    with smtplib.SMTP(*server.smtp_address, timeout=30) as client:
+        line = "x" * 76 + "\r\n"
+        client.sendmail("x@example.net", [USER], "Subject: big\r\n\r\n" + line * 40000)  # 3 MB
+    conn = wire(server.pop3_address)
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    conn.expect(GREETING)
+    conn.send(f"USER {USER}\r\nPASS {PASSWORD}\r\n".encode())
+    conn.line(), conn.line()
+    conn.send(b"RETR 1\r\n" * 20)  # 60 MB of replies, and the client reads none of them
+    (log,) = wait_for_log(server, "pop3.session")
+    assert log["closed"] == "write-timeout"
+    pop = poplib.POP3(*server.pop3_address, timeout=10)  # the maildrop is free again
+    pop.user(USER)
+    assert pop.pass_(PASSWORD).startswith(b"+OK Logged in, 1 messages")
+    pop.quit()

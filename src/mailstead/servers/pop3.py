@@ -170,14 +170,15 @@ class POP3Connection(StreamSession):
         while True:
             event = core.next_event()
             if event is NEED_DATA:
-                await self.write(core.data_to_send())
+                if not await self._flush(core):
+                    return
                 timeout = limits.idle_timeout if session.account is not None else PRELOGIN_TIMEOUT
                 data = await self.next_data(timeout, lambda: state.shutting_down)
                 if data is None:
                     self._close_reason = "shutdown" if state.shutting_down else "timeout"
                     text = "Server shutting down" if state.shutting_down else "Idle timeout"
                     core.close(text)  # nothing is deleted: only QUIT does that
-                    await self.write(core.data_to_send())
+                    await self._flush(core)
                     return
                 core.receive_data(data)
                 continue
@@ -185,7 +186,7 @@ class POP3Connection(StreamSession):
                 raise RuntimeError("POP3 core paused with no command being handled")
             if isinstance(event, ConnectionClosed):
                 self._close_reason = event.reason
-                await self.write(core.data_to_send())
+                await self._flush(core)
                 return
             if isinstance(event, ProtocolErrorEvent):
                 continue
@@ -195,8 +196,25 @@ class POP3Connection(StreamSession):
                 action = await session.auth_response(event)
             else:
                 continue
-            if not await self._after(core, session, action):
+            # a reply goes out as soon as it is ready: pipelined RETRs are not all held in memory
+            if not await self._after(core, session, action) or not await self._flush(core):
                 return
+
+    async def _flush(self, core: ServerCore) -> bool:
+        """Write what the core queued; False (and the connection aborted) when the client has
+        not taken it within the idle timeout."""
+        data = core.data_to_send()
+        if not data:
+            return True
+        try:
+            async with asyncio.timeout(self.state.limits.idle_timeout):
+                await self.write(data)
+        except TimeoutError:
+            self._close_reason = "write-timeout"
+            if self.transport is not None:
+                self.transport.abort()
+            return False
+        return True
 
     async def _after(self, core: ServerCore, session: Pop3Session, action: Action) -> bool:
         """Carry out what a command asked of the connection; False ends it."""
@@ -206,7 +224,8 @@ class POP3Connection(StreamSession):
             core.begin_auth()
         elif action is Action.STLS:
             self.prepare_tls()
-            await self.write(core.data_to_send())
+            if not await self._flush(core):
+                return False
             tls_context = self.state.tls_context
             assert tls_context is not None
             if not await self.start_tls(tls_context, PRELOGIN_TIMEOUT):
