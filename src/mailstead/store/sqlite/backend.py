@@ -179,8 +179,8 @@ class SQLiteStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        result: T = await self._writer.submit(fn)
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        result: T = await self._writer.submit(fn, durable=durable)
         return result
 
     # -- directory ---------------------------------------------------------------------------
@@ -770,7 +770,7 @@ class SQLiteStore:
             )
             return FlagUpdate(tuple(changed), tuple(modified), modseq)
 
-        result = await self._write(job)
+        result = await self._write(job, durable=False)  # flags: see GroupCommitWriter.submit
         if result.changed:
             self.feed.publish([mailbox_id])
         return result
@@ -949,7 +949,7 @@ class SQLiteStore:
                 )
             return first
 
-        return await self._write(job)
+        return await self._write(job, durable=False)  # \Recent bookkeeping
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges:
         def job(conn: sqlite3.Connection) -> MailboxChanges:

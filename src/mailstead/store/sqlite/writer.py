@@ -36,6 +36,7 @@ class _Pending:
     result: Any = None
     error: BaseException | None = None
     attempts: int = field(default=0)
+    durable: bool = True  # False: committed without an fsync of its own (see submit)
 
 
 _STOP = object()
@@ -58,7 +59,8 @@ class GroupCommitWriter:
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._start_error: BaseException | None = None
-        self.commits = 0  # number of COMMITs (each one WAL fsync)
+        self.commits = 0  # number of COMMITs (each durable one a WAL fsync)
+        self._synchronous_full = True  # the connection's mode (backend sets FULL)
         self.jobs = 0  # number of jobs committed
 
     def start(self) -> None:
@@ -75,11 +77,15 @@ class GroupCommitWriter:
         self._thread.join()
         self._thread = None
 
-    async def submit(self, job: Job) -> Any:
-        """Run ``job`` in the next batch; return its result once the batch is durable."""
+    async def submit(self, job: Job, *, durable: bool = True) -> Any:
+        """Run ``job`` in the next batch; return its result once the batch is committed: on
+        disk (fsync'd) when ``durable``. A batch of only non-durable jobs (flag changes) is
+        committed without its fsync (WAL, synchronous=NORMAL): safe from a crash of the
+        process, made durable by the next fsync'd commit, lost only by a power failure before
+        it, as Dovecot treats flag changes."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Pending(job, loop, future))
+        self._queue.put(_Pending(job, loop, future, durable=durable))
         return await future
 
     def submit_sync(self, job: Job) -> Any:
@@ -126,6 +132,10 @@ class GroupCommitWriter:
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+        durable = any(p.durable for p in batch)
+        if durable != self._synchronous_full:
+            conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            self._synchronous_full = durable
         try:
             conn.execute("BEGIN IMMEDIATE")
             for pending in batch:
