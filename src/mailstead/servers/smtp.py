@@ -1,27 +1,48 @@
-"""Inbound SMTP (the MX role): an asyncio shell around :mod:`mailstead.protocols.smtp`.
+"""SMTP: an asyncio shell around :mod:`mailstead.protocols.smtp`, for two roles.
+
+- **MX** (the ``smtp`` listeners, port 25): mail for our users from anywhere; no AUTH, no relay.
+- **Submission** (``submission``, port 587 with STARTTLS, RFC 6409; ``submissions``, port 465
+  with TLS from the first byte, RFC 8314): mail from our users' clients. AUTH (RFC 4954) is
+  required before MAIL, and offered only over TLS (on loopback also without, when
+  ``auth.allow_plaintext_on_loopback``); the user may send only as an address of their own (an
+  alias that delivers to them counts); local recipients are delivered at once, remote ones are
+  refused with a temporary error until the outbound queue exists; Date and Message-ID are added
+  when missing.
 
 The shell moves bytes, runs TLS, enforces time and connection limits, and turns the core's
 decision events into directory lookups and durable deliveries. It never parses SMTP itself.
+`AuthExchange` (no I/O) joins the core's AUTH framing to :mod:`mailstead.sasl`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import email.utils
+import ipaddress
 import logging
+import secrets
 import ssl
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailstead import sasl
 from mailstead.delivery import Envelope, LocalDelivery, Recipient, Spool
 from mailstead.directory import Directory, RecipientStatus, Resolution
+from mailstead.directory.service import DirectoryError, normalize_address
+from mailstead.message.addresses import parse_address_list
+from mailstead.message.headers import get_all, parse_header_fields, split_header_body
 from mailstead.observability.ids import new_id
 from mailstead.observability.log import log_event
 from mailstead.protocols.smtp import (
     NEED_DATA,
     PAUSED,
+    AuthAborted,
+    AuthResponse,
+    AuthStart,
     CloseConnection,
     DataChunk,
     Hello,
@@ -38,9 +59,10 @@ from mailstead.protocols.smtp import (
     replies,
 )
 from mailstead.protocols.smtp.state import TRANSACTION_STATES
+from mailstead.security.bans import AuthFailureTracker
 from mailstead.security.limits import client_key
 from mailstead.servers.stream import StreamSession
-from mailstead.store import StoreError, StoreErrorCode
+from mailstead.store import Account, StoreError, StoreErrorCode
 
 log = logging.getLogger("mailstead.smtp")
 
@@ -81,9 +103,58 @@ class SMTPLimits:
     max_connections_per_ip: int = 20
 
 
+class SubmissionPolicy:
+    """What submission offers and allows, beyond the core's settings.
+
+    ``allow_any_sender_for`` lists who may send as any address: ``"*"`` (everyone: no sender
+    check at all), ``"@domain"`` (every account of the domain) or an account's address.
+    ``channel_bindings`` are the SCRAM-SHA-256-PLUS bindings of our certificate (offered only
+    when not empty).
+    """
+
+    def __init__(
+        self,
+        *,
+        allow_any_sender_for: Iterable[str] = (),
+        allow_plaintext_on_loopback: bool = False,
+        channel_bindings: Mapping[str, bytes] | None = None,
+    ) -> None:
+        self.allow_plaintext_on_loopback = allow_plaintext_on_loopback
+        self.channel_bindings = dict(channel_bindings or {})
+        self._everyone = False
+        self._domains: set[str] = set()
+        self._accounts: set[tuple[str, str]] = set()
+        for entry in allow_any_sender_for:
+            entry = entry.strip()
+            if entry == "*":
+                self._everyone = True
+            else:
+                # raises DirectoryError for a bad entry (the config schema checked the shape)
+                addr = normalize_address(entry, allow_catch_all=True)
+                if entry.startswith("@"):
+                    self._domains.add(addr.domain)
+                else:
+                    self._accounts.add((addr.domain, addr.local_key))
+
+    def mechanisms(self) -> tuple[str, ...]:
+        """SASL mechanisms for submission, strongest first; the core offers them once TLS is
+        active (before it only on loopback when allowed, and never the -PLUS ones)."""
+        names = sasl.mechanisms(
+            tls=True, allow_plaintext=False, channel_binding=bool(self.channel_bindings)
+        )
+        return tuple(names)
+
+    def any_sender(self, account: Account) -> bool:
+        """Whether ``account`` may use any address as sender."""
+        if self._everyone:
+            return True
+        addr = normalize_address(account.address)
+        return addr.domain in self._domains or (addr.domain, addr.local_key) in self._accounts
+
+
 @dataclass(slots=True)
 class SMTPServiceState:
-    """What all sessions of one SMTP service share."""
+    """What all sessions of one SMTP service (MX and submission listeners) share."""
 
     settings: ServerSettings
     limits: SMTPLimits
@@ -91,6 +162,9 @@ class SMTPServiceState:
     directory: Directory
     delivery: LocalDelivery
     spool_dir: Any = None
+    submission: SubmissionPolicy = field(default_factory=SubmissionPolicy)
+    # brute-force bans, shared with the other services when given (security.bans)
+    auth_failures: AuthFailureTracker | None = None
     connections: int = 0
     per_ip: dict[str, int] = field(default_factory=dict)
     sessions: set[SMTPSession] = field(default_factory=set)
@@ -118,16 +192,120 @@ class SMTPServiceState:
             self.idle.set()
 
 
-class SMTPSession(StreamSession):
-    """One SMTP connection: the protocol callbacks feed a per-connection task."""
+class AuthExchange:
+    """One AUTH exchange (RFC 4954 §4) over :mod:`mailstead.sasl`; no I/O.
 
-    def __init__(self, state: SMTPServiceState) -> None:
+    The shell hands it the core's `AuthStart` and `AuthResponse` events. It decodes the client's
+    lines (`sasl.decode_response`), sends challenges and refusals through the core, and returns
+    what it needs from the shell: a credential check (`sasl.NeedPassword`, answered with
+    `password_checked`; `sasl.NeedScram`, answered with `scram_credentials`) or, once the
+    mechanism succeeded, the `sasl.Success` that the shell confirms with `accept` (or refuses
+    with ``core.reply``). None means the core already has its reply. ``outcome`` tells how an
+    exchange that ended went (for logs and bans).
+    """
+
+    def __init__(
+        self, core: ServerCore, mechanism: str, channel_bindings: Mapping[str, bytes]
+    ) -> None:
+        self.core = core
+        self.mechanism = mechanism
+        self.server = sasl.SaslServer(mechanism, channel_bindings=channel_bindings)
+        self.authcid = ""
+        self.outcome: sasl.Success | sasl.Failure | sasl.Aborted | sasl.Malformed | None = None
+        self._final: sasl.Success | None = None  # SCRAM: success sent as a last 334
+
+    def start(self, event: AuthStart) -> AuthQuestion:
+        if event.initial_response is None:
+            return self._step(self.server.start(None))
+        data = sasl.decode_response(event.initial_response)  # "=": empty (RFC 4954 §4)
+        if not isinstance(data, bytes):
+            return self._refuse(data)
+        return self._step(self.server.start(data))
+
+    def respond(self, event: AuthResponse) -> AuthQuestion:
+        data = sasl.decode_response(event.line)
+        if not isinstance(data, bytes):
+            return self._refuse(data)
+        success = self._final
+        if success is not None:  # the answer to the server's final data must be empty
+            self._final = None
+            if data:
+                return self._step(sasl.Failure("data after the final challenge", malformed=True))
+            return success
+        return self._step(self.server.respond(data))
+
+    def password_checked(self, account: Account | None) -> AuthQuestion:
+        return self._step(self.server.password_checked(account))
+
+    def scram_credentials(
+        self, found: tuple[Account, sasl.ScramCredentials] | None
+    ) -> AuthQuestion:
+        if found is None:  # goes on with a fake salt: no hint that nobody is there
+            return self._step(self.server.scram_credentials(None))
+        return self._step(self.server.scram_credentials(found[1], found[0]))
+
+    def accept(self, success: sasl.Success) -> None:
+        """235: the client is authenticated."""
+        self.outcome = success
+        self.core.accept()
+
+    def _step(self, step: sasl.Step) -> AuthQuestion:
+        if isinstance(step, sasl.Challenge):
+            self.core.auth_challenge(step.data)
+            return None
+        if isinstance(step, sasl.NeedPassword | sasl.NeedScram):
+            self.authcid = step.authcid
+            return step
+        if isinstance(step, sasl.Success):
+            if step.final_data is not None:
+                # RFC 4954 §4: no room for data in 235: a last challenge, answered empty
+                self._final = step
+                self.core.auth_challenge(step.final_data)
+                return None
+            return step
+        self.outcome = step
+        self.core.reply(replies.AUTH_BAD_DATA if step.malformed else replies.AUTH_FAILED)
+        return None
+
+    def _refuse(self, problem: sasl.Aborted | sasl.Malformed) -> AuthQuestion:
+        """The client's "*" (RFC 4954 §4: 501) or a line that is not base64 (501 5.5.2)."""
+        self.outcome = problem
+        cancelled = isinstance(problem, sasl.Aborted)
+        self.core.reply(replies.AUTH_CANCELLED if cancelled else replies.AUTH_BAD_BASE64)
+        return None
+
+
+AuthQuestion = sasl.NeedPassword | sasl.NeedScram | sasl.Success | None
+
+
+def is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+class SMTPSession(StreamSession):
+    """One SMTP connection: the protocol callbacks feed a per-connection task.
+
+    ``submission`` marks a submission listener (587/465); ``implicit_tls`` one whose TLS
+    started with the connection (465).
+    """
+
+    def __init__(
+        self, state: SMTPServiceState, *, submission: bool = False, implicit_tls: bool = False
+    ) -> None:
         super().__init__()
         self.state = state
+        self.submission = submission
+        self.implicit_tls = implicit_tls
         self.client_key = "unknown"
         self._task: asyncio.Task[None] | None = None
         self.in_transaction = False
         self.session_id = new_id()
+        self.account: Account | None = None  # authenticated as (submission)
+        self._exchange: AuthExchange | None = None
+        self._credential = ""  # which password logged in ("password", "app-password:NAME")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -164,11 +342,30 @@ class SMTPSession(StreamSession):
         await self.write(_format(reply))
         log_event(log, "smtp.refused", client=self.peer_ip, reply=reply.code)
 
+    def _core_settings(self) -> ServerSettings:
+        """Port 25's settings, or for submission the same with AUTH required and offered."""
+        state = self.state
+        settings = state.settings
+        if not self.submission:
+            return settings
+        policy = state.submission
+        return dataclasses.replace(
+            settings,
+            starttls=state.tls_context is not None and not self.implicit_tls,
+            tls_active=self.implicit_tls,
+            require_tls_for_mail=False,  # AUTH is required, and AUTH requires TLS
+            auth_mechanisms=policy.mechanisms(),
+            auth_plaintext=policy.allow_plaintext_on_loopback and is_loopback(self.peer_ip),
+            auth_required=True,
+        )
+
     async def _serve(self) -> None:
         state = self.state
-        core = ServerCore(state.settings)
+        core = ServerCore(self._core_settings())
         core.start()
         tx = _Transaction(self.session_id)
+        if self.implicit_tls:
+            tx.tls = self.tls_description()
         helo = ""
         while True:
             event = core.next_event()
@@ -198,6 +395,11 @@ class SMTPSession(StreamSession):
                 tx.esmtp = event.verb == "EHLO"
             elif isinstance(event, MailFrom):
                 tx.reset(self.state.spool_dir)
+                if self.account is not None:
+                    refusal = await self._sender_refusal(event.reverse_path)
+                    if refusal is not None:
+                        core.reply(refusal)
+                        continue
                 tx.mail_from = event.reverse_path
                 tx.mail_params = event.params
                 self.in_transaction = True
@@ -215,7 +417,16 @@ class SMTPSession(StreamSession):
             elif isinstance(event, Reset):
                 self._abort(tx, "reset")
                 self.in_transaction = False
+            elif isinstance(event, AuthStart):
+                await self._auth_start(core, event)
+            elif isinstance(event, AuthResponse):
+                exchange = self._exchange
+                assert exchange is not None, "AuthResponse without an exchange"
+                await self._auth_step(exchange, exchange.respond(event))
+            elif isinstance(event, AuthAborted):
+                self._exchange = None
             elif isinstance(event, StartTLS):
+                self.account = None  # RFC 3207 §4.2 (the core forgets it too)
                 self.prepare_tls()
                 await self._flush(core)
                 assert state.tls_context is not None
@@ -230,6 +441,171 @@ class SMTPSession(StreamSession):
                 self._abort(tx, "closed")
                 return
 
+    # -- AUTH (submission) -------------------------------------------------------------------------
+    def _banned(self) -> bool:
+        tracker = self.state.auth_failures
+        return tracker is not None and tracker.is_banned(self.peer_ip, time.monotonic()) is not None
+
+    async def _auth_start(self, core: ServerCore, event: AuthStart) -> None:
+        if self._banned():  # no credentials are checked for a banned client
+            log_event(log, "smtp.auth_refused", logging.WARNING, client=self.peer_ip,
+                      reason="banned")  # fmt: skip
+            core.reply(replies.AUTH_BANNED)  # 421: the core closes
+            return
+        bindings = self.state.submission.channel_bindings if core.settings.tls_active else {}
+        try:
+            exchange = AuthExchange(core, event.mechanism, bindings)
+        except sasl.UnknownMechanism:
+            core.reply(replies.AUTH_UNKNOWN_MECHANISM)
+            return
+        self._exchange = exchange
+        await self._auth_step(exchange, exchange.start(event))
+
+    async def _auth_step(self, exchange: AuthExchange, question: AuthQuestion) -> None:
+        """Answer the exchange's questions until the core has a reply for the client."""
+        directory = self.state.directory
+        try:
+            while question is not None:
+                if isinstance(question, sasl.NeedPassword):
+                    result = await directory.authenticate_detailed(
+                        question.authcid, question.password
+                    )
+                    self._credential = result.credential if result else ""
+                    question = exchange.password_checked(result.account if result else None)
+                elif isinstance(question, sasl.NeedScram):
+                    found = await directory.scram_lookup(question.authcid)
+                    question = exchange.scram_credentials(found)
+                else:
+                    self._auth_succeeded(exchange, question)
+                    question = None
+        except StoreError as exc:
+            log_event(log, "smtp.auth_error", logging.ERROR, client=self.peer_ip,
+                      user=exchange.authcid, error=str(exc))  # fmt: skip
+            exchange.core.reply(replies.AUTH_TEMP_FAILURE)
+            self._exchange = None
+            return
+        if exchange.outcome is not None:
+            self._exchange = None
+            if isinstance(exchange.outcome, sasl.Failure) and not exchange.outcome.malformed:
+                self._auth_failed(exchange)
+
+    def _auth_succeeded(self, exchange: AuthExchange, success: sasl.Success) -> None:
+        account = success.account
+        assert isinstance(account, Account)
+        now = time.monotonic()
+        tracker = self.state.auth_failures
+        if tracker is not None and tracker.is_banned(self.peer_ip, now) is not None:
+            # banned while the exchange ran (other connections): not even a right password
+            log_event(log, "smtp.auth_refused", logging.WARNING, client=self.peer_ip,
+                      user=account.address, reason="banned")  # fmt: skip
+            exchange.core.reply(replies.AUTH_BANNED)
+            exchange.outcome = sasl.Failure("banned", malformed=False)
+            return
+        if tracker is not None:
+            tracker.record_success(self.peer_ip, account.address, now)
+        credential = success.credential or self._credential
+        exchange.accept(success)
+        self.account = account
+        log_event(log, "smtp.auth", client=self.peer_ip, user=account.address,
+                  mechanism=exchange.mechanism, credential=credential)  # fmt: skip
+
+    def _auth_failed(self, exchange: AuthExchange) -> None:
+        """Wrong credentials (whether or not the account exists: the client heard 535 alike)."""
+        log_event(log, "smtp.auth_failed", logging.WARNING, client=self.peer_ip,
+                  user=exchange.authcid, mechanism=exchange.mechanism)  # fmt: skip
+        tracker = self.state.auth_failures
+        if tracker is None:
+            return
+        now = time.monotonic()
+        banned = tracker.record_failure(self.peer_ip, exchange.authcid or None, now)
+        if banned is not None:
+            log_event(log, "auth.banned", logging.WARNING, client=banned.ip_key,
+                      failures=banned.failures, account=banned.account,
+                      seconds=round(banned.until - now))  # fmt: skip
+
+    # -- sender rules (submission) -----------------------------------------------------------------
+    async def _sender_refusal(self, address: str, header: bool = False) -> Reply | None:
+        """None if the authenticated user may use ``address`` (MAIL FROM, or a From: header
+        address when ``header``), else the reply refusing it."""
+        account = self.account
+        assert account is not None
+        try:
+            allowed = await self._may_send_as(address)
+        except StoreError:
+            log.exception("directory lookup failed")
+            return _TEMP_FAILURE
+        if allowed:
+            return None
+        log_event(log, "smtp.sender_refused", logging.WARNING, client=self.peer_ip,
+                  user=account.address, address=address,
+                  field="From" if header else "MAIL FROM")  # fmt: skip
+        if header:
+            return replies.from_header_not_owned(address, account.address)
+        return replies.sender_not_owned(address, account.address)
+
+    async def _may_send_as(self, address: str) -> bool:
+        """Whether the authenticated user may use ``address`` as sender: the null sender, their
+        own address (with a +extension), an alias that delivers to them (not a catch-all), or
+        anything when ``submission.allow_any_sender_for`` names them."""
+        account = self.account
+        assert account is not None
+        if not address or self.state.submission.any_sender(account):
+            return True
+        directory = self.state.directory
+        try:
+            addr = normalize_address(address)
+            own = normalize_address(account.address)
+        except DirectoryError:
+            return False
+        keys = [addr.local_key]
+        base = _base_key(addr.local_key, directory.recipient_delimiter)
+        if base is not None:
+            keys.append(base)
+        if addr.domain == own.domain and own.local_key in keys:
+            return True
+        resolution = await directory.resolve(address)
+        if resolution.status is not RecipientStatus.LOCAL:
+            return False
+        if account.id not in {a.id for a in resolution.accounts}:
+            return False
+        # reached through an alias of that name, not merely caught by the catch-all
+        records = await directory.store.lookup_addresses(addr.domain, keys)
+        return any(key in records.aliases for key in keys)
+
+    async def _submitted_message(self, content: bytes, mail_from: str) -> bytes | Reply:
+        """RFC 6409 §8: check the From: header addresses, add Date and Message-ID (and From,
+        with the sender's address) when missing. The content with its additions, or the
+        refusal."""
+        account = self.account
+        assert account is not None
+        end = split_header_body(content)
+        fields = parse_header_fields(content, 0, end)
+        added: list[str] = []
+        from_values = get_all(fields, "From")
+        if not from_values:
+            added.append(f"From: <{mail_from or account.address}>")
+        for value in from_values:
+            mailboxes = [a for a in parse_address_list(value) if not a.is_group_marker]
+            if not mailboxes:
+                return replies.from_header_not_owned("", account.address)
+            for mailbox in mailboxes:
+                address = mailbox.addr_spec
+                refusal: Reply | None
+                if mailbox.invalid or not mailbox.domain:
+                    refusal = replies.from_header_not_owned(address, account.address)
+                else:
+                    refusal = await self._sender_refusal(address, header=True)
+                if refusal is not None:
+                    return refusal
+        if not get_all(fields, "Date"):
+            added.append("Date: " + email.utils.format_datetime(email.utils.localtime()))
+        if not get_all(fields, "Message-ID"):
+            hostname = self.state.settings.hostname
+            added.append(f"Message-ID: <{secrets.token_hex(16)}@{hostname}>")
+        if not added:
+            return content
+        return "".join(line + "\r\n" for line in added).encode("utf-8") + content
+
     async def _rcpt(self, core: ServerCore, tx: _Transaction, event: RcptTo) -> None:
         try:
             resolution = await self.state.directory.resolve(event.forward_path)
@@ -238,6 +614,9 @@ class SMTPSession(StreamSession):
             core.reply(_TEMP_FAILURE)
             return
         reply = self._rcpt_verdict(resolution, tx)
+        if self.submission and resolution.status is RecipientStatus.NOT_LOCAL:
+            # never relayed, never dropped: the client hears it (the outbound queue is issue 5)
+            reply = replies.remote_delivery_unavailable(event.forward_path)
         if reply is not None:
             tx.refused.append((event.forward_path, reply.code))
             core.reply(reply)
@@ -267,9 +646,21 @@ class SMTPSession(StreamSession):
         state = self.state
         started = time.monotonic()
         queue_id = new_id()
+        content = tx.spool.getvalue()
+        if self.account is not None:
+            checked = await self._submitted_message(content, tx.mail_from)
+            if isinstance(checked, Reply):
+                core.reply(checked)
+                self._log_transaction(tx, helo, queue_id, len(content), checked, started)
+                tx.reset(state.spool_dir)
+                return
+            content = checked
         received = self._received_header(tx, helo, queue_id)
-        message = received + tx.spool.getvalue()
+        message = received + content
         params = tx.mail_params
+        extra: dict[str, object] = {"queue_id": queue_id, "client": self.peer_ip, "helo": helo}
+        if self.account is not None:
+            extra["user"] = self.account.address
         envelope = Envelope(
             mail_from=tx.mail_from,
             recipients=tuple(tx.recipients),
@@ -277,7 +668,7 @@ class SMTPSession(StreamSession):
             envid=params.envid if params else None,
             body=params.body if params else None,
             smtputf8=bool(params and params.smtputf8),
-            extra={"queue_id": queue_id, "client": self.peer_ip, "helo": helo},
+            extra=extra,
         )
         reply: Reply | None
         try:
@@ -294,9 +685,24 @@ class SMTPSession(StreamSession):
         if reply is None:
             core.accept(text=f"Ok: queued as {queue_id}")
             state.messages_accepted += 1
-            result = f"250 queued as {queue_id}"
         else:
             core.reply(reply)
+        self._log_transaction(tx, helo, queue_id, len(message), reply, started)
+        tx.reset(state.spool_dir)
+
+    def _log_transaction(
+        self,
+        tx: _Transaction,
+        helo: str,
+        queue_id: str,
+        size: int,
+        reply: Reply | None,
+        started: float,
+    ) -> None:
+        """One line per transaction; ``reply`` None when the message was accepted."""
+        if reply is None:
+            result = f"250 queued as {queue_id}"
+        else:
             result = f"{reply.code} {reply.enhanced} {reply.text}"
         log_event(
             log,
@@ -306,14 +712,14 @@ class SMTPSession(StreamSession):
             client=self.peer_ip,
             helo=helo,
             tls=bool(tx.tls),
+            user=self.account.address if self.account is not None else None,
             mail_from=tx.mail_from,
             rcpt=[r.address for r in tx.recipients],
             refused=[{"rcpt": a, "code": c} for a, c in tx.refused],
-            size=len(message),
+            size=size,
             result=result,
             ms=round((time.monotonic() - started) * 1000, 2),
         )
-        tx.reset(state.spool_dir)
 
     @staticmethod
     def _outcome_reply(errors: tuple[StoreError | None, ...]) -> Reply | None:
@@ -333,6 +739,8 @@ class SMTPSession(StreamSession):
         proto = ("UTF8SMTP" if smtputf8 else "ESMTP") if tx.esmtp else "SMTP"
         if tx.tls:
             proto += "S"
+        if self.account is not None:
+            proto += "A"  # RFC 3848: ESMTPA / ESMTPSA, authenticated submission
         lines = [f"Received: from {helo or 'unknown'} ([{self.peer_ip}])"]
         if tx.tls:
             lines.append(f"\t({tx.tls})")
@@ -374,8 +782,15 @@ def _format(reply: Reply) -> bytes:
     return replies.format_reply(reply)
 
 
+def _base_key(local_key: str, delimiters: str) -> str | None:
+    """``alice+tag`` -> ``alice`` (as the directory resolves plus-addresses)."""
+    cuts = [local_key.find(c) for c in delimiters if c in local_key]
+    cut = min(cuts) if cuts else 0
+    return local_key[:cut] if cut > 0 else None
+
+
 class SMTPService:
-    """All listeners of one SMTP service (port 25) and their sessions."""
+    """All listeners of one SMTP service (MX and submission) and their sessions."""
 
     def __init__(self, state: SMTPServiceState) -> None:
         self.state = state
@@ -385,12 +800,36 @@ class SMTPService:
         return SMTPSession(self.state)
 
     async def start(self, addresses: list[tuple[str, int]]) -> list[tuple[str, int]]:
-        """Listen on every ``(host, port)``; returns the bound addresses (port 0 → real port)."""
+        """Listen on every ``(host, port)`` as an MX; returns the bound addresses (port 0 → real
+        port)."""
+        return await self._listen(addresses, submission=False, implicit_tls=False)
+
+    async def start_submission(
+        self, plain: list[tuple[str, int]], implicit: list[tuple[str, int]]
+    ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        """Listen for submission: ``plain`` with STARTTLS (587), ``implicit`` with TLS from the
+        first byte (465; skipped without a certificate). Returns the bound addresses of each."""
+        bound_plain = await self._listen(plain, submission=True, implicit_tls=False)
+        if implicit and self.state.tls_context is None:
+            log_event(log, "submissions.disabled", logging.WARNING, reason="no certificate")
+            return bound_plain, []
+        bound_implicit = await self._listen(implicit, submission=True, implicit_tls=True)
+        return bound_plain, bound_implicit
+
+    async def _listen(
+        self, addresses: list[tuple[str, int]], *, submission: bool, implicit_tls: bool
+    ) -> list[tuple[str, int]]:
         loop = asyncio.get_running_loop()
+        state = self.state
         bound = []
         for host, port in addresses:
             server = await loop.create_server(
-                self._session_factory, host, port, reuse_address=True, backlog=512
+                lambda: SMTPSession(state, submission=submission, implicit_tls=implicit_tls),
+                host,
+                port,
+                reuse_address=True,
+                backlog=512,
+                ssl=state.tls_context if implicit_tls else None,
             )
             self.servers.append(server)
             for sock in server.sockets:

@@ -1,8 +1,9 @@
 """Transcript runner for the SMTP server core: client bytes in, server bytes and events out.
 
 ``run`` feeds the core in pieces (whole, byte by byte, or at given split points) and answers
-decision events with a small policy; ``check`` runs a written transcript (``C:``/``S:`` lines)
-at several splittings and asserts the server bytes are exactly the expected ones every time.
+decision events with a small policy (AUTH events with an ``auth`` handler); ``check`` runs a
+written transcript (``C:``/``S:`` lines) at several splittings and asserts the server bytes are
+exactly the expected ones every time.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from mailstead.protocols.smtp import (
     NEED_DATA,
     PAUSED,
+    AuthResponse,
+    AuthStart,
     DataChunk,
     Event,
     MailFrom,
@@ -36,6 +39,12 @@ EHLO_REPLY = (
 )
 
 Decide = Callable[[Event], Reply | str | None]
+# Answers AuthStart / AuthResponse on the core itself (auth_challenge, accept or reply).
+AuthHandler = Callable[[ServerCore, Event], None]
+
+
+def refuse_auth(core: ServerCore, event: Event) -> None:
+    core.reply(replies.AUTH_FAILED)
 
 
 def default_policy(event: Event) -> Reply | str | None:
@@ -62,6 +71,7 @@ def run(
     decide: Decide = default_policy,
     eof: bool = False,
     tls: bool = True,
+    auth: AuthHandler = refuse_auth,
 ) -> tuple[bytes, list[Event], ServerCore]:
     """Feed ``pieces`` one receive_data call each; return server bytes, events, and the core."""
     core = ServerCore(config)
@@ -83,6 +93,8 @@ def run(
                     core.reply(decision)
                 else:
                     core.accept(decision)
+            elif isinstance(ev, (AuthStart, AuthResponse)):
+                auth(core, ev)
             elif isinstance(ev, StartTLS) and tls:
                 out.extend(core.data_to_send())
                 core.tls_started()
@@ -169,6 +181,7 @@ def check(
     decide: Decide = default_policy,
     eof: bool = False,
     greeting: bool = True,
+    auth: AuthHandler = refuse_auth,
 ) -> list[Event]:
     """Run a transcript at several splittings; every run must give exactly the expected bytes
     and the same events. Returns the events (DataChunks merged)."""
@@ -177,7 +190,7 @@ def check(
         expected = GREETING.replace(b"mx.example.org", config.hostname.encode()) + expected
     first: list[Event] | None = None
     for pieces in splittings(client):
-        out, events, _ = run(pieces, config=config, decide=decide, eof=eof)
+        out, events, _ = run(pieces, config=config, decide=decide, eof=eof, auth=auth)
         assert out.decode("utf-8", "replace") == expected.decode("utf-8", "replace")
         assert out == expected
         if first is None:

@@ -7,6 +7,9 @@ from . import replies
 from .events import (
     NEED_DATA,
     PAUSED,
+    AuthAborted,
+    AuthResponse,
+    AuthStart,
     CloseConnection,
     DataChunk,
     Event,
@@ -29,6 +32,9 @@ from .state import State
 __all__ = [
     "NEED_DATA",
     "PAUSED",
+    "AuthAborted",
+    "AuthResponse",
+    "AuthStart",
     "CloseConnection",
     "DataChunk",
     "Event",

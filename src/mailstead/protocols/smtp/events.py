@@ -1,8 +1,8 @@
 """Events the SMTP server core hands to its shell, and the two sentinels NEED_DATA and PAUSED.
 
-Decision events (`MailFrom`, `RcptTo`, `MessageComplete`) leave the core PAUSED until the shell
-calls ``accept()`` or ``reply()``. All the others are informational: the core already queued its
-reply.
+Decision events (`MailFrom`, `RcptTo`, `MessageComplete`, `AuthStart`, `AuthResponse`) leave the
+core PAUSED until the shell calls ``accept()`` or ``reply()`` (or, during AUTH,
+``auth_challenge()``). All the others are informational: the core already queued its reply.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from typing import Final, Literal
 __all__ = [
     "NEED_DATA",
     "PAUSED",
+    "AuthAborted",
+    "AuthResponse",
+    "AuthStart",
     "CloseConnection",
     "DataChunk",
     "Event",
@@ -59,6 +62,7 @@ class MailParams:
     ret: Literal["FULL", "HDRS"] | None = None
     envid: str | None = None  # xtext-decoded
     raw: tuple[tuple[str, str | None], ...] = ()  # (keyword, value) as sent
+    auth: str | None = None  # RFC 4954 §5 AUTH=, xtext-decoded ("<>" when unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,5 +138,35 @@ class Quit(Event):
 @dataclass(frozen=True, slots=True)
 class CloseConnection(Event):
     """Close after flushing (a 421 was queued, or the client hung up: reason "eof")."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthStart(Event):
+    """Decision: AUTH (RFC 4954 §4) with a mechanism the settings offer now.
+
+    ``initial_response`` is the argument as sent (base64, or "=" for an empty one; not decoded
+    here), None when the client sent none. Answer with ``auth_challenge(data)`` (334), ``accept()``
+    (235) or ``reply()`` (a refusal; 421 closes). Payloads are left out of ``repr``: they hold
+    passwords.
+    """
+
+    mechanism: str
+    initial_response: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResponse(Event):
+    """Decision: the client's line answering a 334 challenge (terminator removed, not decoded:
+    base64, or "*" to cancel). Answered like `AuthStart`."""
+
+    line: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthAborted(Event):
+    """The AUTH exchange ended without the shell's verdict (an over-long response line: the core
+    answers 500 5.5.6 itself). Forget the exchange."""
 
     reason: str

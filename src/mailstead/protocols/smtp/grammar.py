@@ -23,6 +23,7 @@ __all__ = [
     "GrammarError",
     "is_address_literal",
     "is_domain",
+    "parse_auth",
     "parse_bdat",
     "parse_command_line",
     "parse_helo",
@@ -75,6 +76,8 @@ _XTEXT_RE: Final = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*
 _XTEXT_HEX_RE: Final = re.compile(r"\+([0-9A-F]{2})")
 _BDAT_RE: Final = re.compile(r"([0-9]{1,18})(?: +(LAST))?", re.IGNORECASE)
 _VERB_RE: Final = re.compile(r"[A-Za-z]{1,16}")
+_SASL_MECH_RE: Final = re.compile(r"[A-Z0-9_\-]{1,20}")  # RFC 4422 §3.1 sasl-mech
+_INITIAL_RESPONSE_RE: Final = re.compile(r"[\x21-\x7e]+")  # base64 / "=", checked by the shell
 
 
 def parse_command_line(line: bytes | bytearray) -> CommandLine:
@@ -220,6 +223,7 @@ def parse_mail_from(arg: str, offered: Collection[str]) -> tuple[str, MailParams
     smtputf8 = False
     ret: Literal["FULL", "HDRS"] | None = None
     envid: str | None = None
+    auth: str | None = None
     for k, value in _offered_params(raw, offered):
         if k == "SIZE":  # RFC 1870 §3: size-value ::= 1*20DIGIT
             if value is None or not value.isascii() or not value.isdigit() or len(value) > 20:
@@ -254,9 +258,16 @@ def parse_mail_from(arg: str, offered: Collection[str]) -> tuple[str, MailParams
                 envid = xtext_decode(value)
             except ValueError:
                 raise GrammarError(replies.SYNTAX_ERROR) from None
+        elif k == "AUTH":  # RFC 4954 §5: AUTH=<mailbox> or AUTH=<>, as xtext
+            if value is None or len(value) > MAX_PATH_OCTETS * 3:
+                raise GrammarError(replies.SYNTAX_ERROR)
+            try:
+                auth = xtext_decode(value)
+            except ValueError:
+                raise GrammarError(replies.SYNTAX_ERROR) from None
         else:  # offered but unknown to this parser
             raise GrammarError(replies.UNKNOWN_PARAMETER)
-    return path, MailParams(size, body, smtputf8, ret, envid, tuple(raw))
+    return path, MailParams(size, body, smtputf8, ret, envid, tuple(raw), auth)
 
 
 _NOTIFY_VALUES: Final = frozenset({"SUCCESS", "FAILURE", "DELAY"})
@@ -305,6 +316,20 @@ def parse_rcpt_to(arg: str, offered: Collection[str]) -> tuple[str, RcptParams]:
         else:
             raise GrammarError(replies.UNKNOWN_PARAMETER)
     return path, RcptParams(notify, orcpt, tuple(raw))
+
+
+def parse_auth(arg: str) -> tuple[str, bytes | None]:
+    """``AUTH mechanism [initial-response]`` (RFC 4954 §4): the upper-cased mechanism name and
+    the initial response as sent (its base64 is the shell's to decode); 501 5.5.4 otherwise."""
+    words = arg.split(" ")
+    mechanism = words[0].upper() if words[0].isascii() else ""
+    if not 1 <= len(words) <= 2 or _SASL_MECH_RE.fullmatch(mechanism) is None:
+        raise GrammarError(replies.BAD_AUTH_SYNTAX)
+    if len(words) == 1:
+        return mechanism, None
+    if _INITIAL_RESPONSE_RE.fullmatch(words[1]) is None:
+        raise GrammarError(replies.BAD_AUTH_SYNTAX)
+    return mechanism, words[1].encode("ascii")
 
 
 def parse_bdat(arg: str) -> tuple[int, bool]:

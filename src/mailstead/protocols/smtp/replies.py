@@ -165,3 +165,38 @@ TEMP_FAILURE: Final = Reply(451, "4.3.0", "Temporary failure, try again later")
 STORAGE_FULL: Final = Reply(452, "4.3.1", "Insufficient system storage")
 GREYLISTED: Final = Reply(451, "4.7.1", "Greylisted, try again later")
 RATE_LIMITED: Final = Reply(451, "4.7.1", "Rate limit exceeded, try again later")
+
+# Authentication (RFC 4954 §4 and §6; enhanced codes from RFC 3463 and RFC 5248).
+AUTH_SUCCEEDED: Final = Reply(235, "2.7.0", "Authentication successful")
+AUTH_FAILED: Final = Reply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_CANCELLED: Final = Reply(501, "5.0.0", "Authentication cancelled")  # the client sent "*"
+AUTH_BAD_BASE64: Final = Reply(501, "5.5.2", "Invalid base64 data")
+AUTH_BAD_DATA: Final = Reply(501, "5.5.2", "Invalid authentication data")  # e.g. PLAIN without NULs
+AUTH_LINE_TOO_LONG: Final = Reply(500, "5.5.6", "Authentication Exchange line is too long")
+AUTH_UNKNOWN_MECHANISM: Final = Reply(504, "5.5.4", "Unrecognized authentication type")
+AUTH_ENCRYPTION_REQUIRED: Final = Reply(
+    538, "5.7.11", "Encryption required for requested authentication mechanism"
+)
+AUTH_TEMP_FAILURE: Final = Reply(454, "4.7.0", "Temporary authentication failure")
+AUTH_ALREADY_DONE: Final = Reply(503, "5.5.1", "Already authenticated")
+AUTH_IN_TRANSACTION: Final = Reply(503, "5.5.1", "AUTH not allowed during a mail transaction")
+BAD_AUTH_SYNTAX: Final = Reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]")
+AUTH_BANNED: Final = Reply(421, "4.7.0", "Too many authentication failures, try again later")
+
+
+# Submission (RFC 6409): what an authenticated user may send.
+def sender_not_owned(address: str, user: str) -> Reply:
+    """MAIL FROM with an address the user may not use (RFC 6409 §6.1)."""
+    return Reply(550, "5.7.1", f"<{address}>: sender address not owned by user {user}")
+
+
+def from_header_not_owned(address: str, user: str) -> Reply:
+    """A From: header address the user may not use, at end of data."""
+    return Reply(550, "5.7.1", f"<{address}>: From: header address not owned by user {user}")
+
+
+def remote_delivery_unavailable(address: str) -> Reply:
+    """A remote recipient on submission, until the outbound queue exists (issue 5)."""
+    return Reply(
+        451, "4.3.0", f"Remote delivery is not available yet: message not accepted for <{address}>"
+    )

@@ -1,14 +1,18 @@
 """The sans-IO SMTP server core (RFC 5321 with SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES,
-PIPELINING, CHUNKING, DSN and STARTTLS).
+PIPELINING, CHUNKING, DSN, STARTTLS and AUTH).
 
 Bytes go in with ``receive_data``, events come out of ``next_event``, replies come out of
-``data_to_send``. Decision events (MAIL, RCPT, end of message) pause the core until the shell calls
-``accept`` or ``reply``; every other reply the core sends itself. Time, sockets, TLS and storage
-are the shell's business. Which command is legal when is decided by `state.TABLE` alone.
+``data_to_send``. Decision events (MAIL, RCPT, end of message, AUTH and each line of its exchange)
+pause the core until the shell calls ``accept`` or ``reply`` (or ``auth_challenge``); every other
+reply the core sends itself. Time, sockets, TLS, storage and SASL mechanisms are the shell's
+business: for AUTH the core frames the exchange (RFC 4954 §4: ``334`` challenges, response lines
+of at most ``max_auth_line`` octets) and the shell decodes and judges what the client sent. Which
+command is legal when is decided by `state.TABLE` alone.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 from collections import deque
@@ -19,6 +23,9 @@ from . import replies
 from .events import (
     NEED_DATA,
     PAUSED,
+    AuthAborted,
+    AuthResponse,
+    AuthStart,
     CloseConnection,
     DataChunk,
     Event,
@@ -34,6 +41,7 @@ from .events import (
 )
 from .grammar import (
     GrammarError,
+    parse_auth,
     parse_bdat,
     parse_command_line,
     parse_helo,
@@ -74,17 +82,40 @@ class ServerSettings:
     enhanced_status_codes: bool = True
     require_tls_for_mail: bool = False  # 530 5.7.0 to MAIL before STARTTLS (RFC 3207 §4)
     lmtp: bool = False  # reserved for LHLO (RFC 2033); not implemented yet
+    # RFC 4954: SASL mechanisms AUTH offers (upper case, strongest first); () = no AUTH at all.
+    # Offered once TLS is active, before only with auth_plaintext (else 538 5.7.11); "-PLUS"
+    # mechanisms only with TLS (they bind to the channel).
+    auth_mechanisms: tuple[str, ...] = ()
+    auth_plaintext: bool = False
+    auth_required: bool = False  # submission: MAIL before AUTH gets 530 5.7.0 (RFC 6409 §4.3)
+    # RFC 4954 §4: "12288 octets is considered to be a sufficient line length limit" for the
+    # responses of an exchange (CRLF included); 500 5.5.6 past it.
+    max_auth_line: int = 12288
 
     def __post_init__(self) -> None:
         if self.max_message_size < 1 or self.max_recipients < 1 or self.max_data_line < 1:
             raise ValueError("limits must be positive")
         if self.max_command_line < 512:  # RFC 5321 §4.5.3.1.4
             raise ValueError("max_command_line must be at least 512")
+        if self.max_auth_line < self.max_command_line:
+            raise ValueError("max_auth_line must be at least max_command_line")
+        if any(m != m.upper() or not m for m in self.auth_mechanisms):
+            raise ValueError("auth_mechanisms must be upper-case names")
+
+    @property
+    def auth_offered(self) -> tuple[str, ...]:
+        """The mechanisms AUTH accepts (and EHLO lists) now."""
+        if not (self.tls_active or self.auth_plaintext):
+            return ()
+        if self.tls_active:
+            return self.auth_mechanisms
+        return tuple(m for m in self.auth_mechanisms if not m.endswith("-PLUS"))
 
 
 class _Mode(enum.Enum):
     COMMAND = "command"  # reading command lines
     LONG_LINE = "long-line"  # discarding the rest of an over-long command line
+    AUTH = "auth"  # reading the client's response to a 334 challenge
     DATA = "data"  # reading DATA content
     BDAT = "bdat"  # reading a BDAT chunk
     SKIP = "skip"  # discarding the payload of a refused BDAT
@@ -96,6 +127,7 @@ class _Decision(enum.Enum):
     MAIL = "mail"
     RCPT = "rcpt"
     MESSAGE = "message"
+    AUTH = "auth"
 
 
 _NO_ARGS: Final = frozenset({"DATA", "RSET", "QUIT", "STARTTLS"})
@@ -129,6 +161,8 @@ class ServerCore:
         self._bdat_chunk = 0  # size of the BDAT chunk being read, for its 250 reply
         self._wire: dict[Reply, bytes] = {}
         self._ehlo_reply: Reply | None = None
+        self._authenticated = False
+        self._long_line_reply = replies.LINE_TOO_LONG
 
     # --- public API -------------------------------------------------------------------------------
     @property
@@ -142,6 +176,11 @@ class ServerCore:
     @property
     def closed(self) -> bool:
         return self._mode is _Mode.CLOSED
+
+    @property
+    def authenticated(self) -> bool:
+        """AUTH succeeded in this session (and no STARTTLS since)."""
+        return self._authenticated
 
     def update_settings(self, **changes: object) -> None:
         """Replace settings fields (e.g. ``starttls=False``); takes effect from the next command."""
@@ -195,6 +234,8 @@ class ServerCore:
                 progressed = self._step_skip()
             elif mode is _Mode.LONG_LINE:
                 progressed = self._step_long_line()
+            elif mode is _Mode.AUTH:
+                progressed = self._step_auth()
             else:  # CLOSED, AWAIT_TLS
                 return NEED_DATA
             if self._errors > self._settings.max_errors and self._mode is not _Mode.CLOSED:
@@ -212,9 +253,12 @@ class ServerCore:
         return out
 
     def accept(self, text: str | None = None) -> None:
-        """The default positive reply to the pending decision (250 2.1.0 / 2.1.5 / 2.0.0)."""
+        """The default positive reply to the pending decision (250 2.1.0 / 2.1.5 / 2.0.0; for
+        AUTH 235 2.7.0: the client is authenticated)."""
         pending = self._pending
-        if pending is _Decision.MAIL:
+        if pending is _Decision.AUTH:
+            self._resolve(replies.AUTH_SUCCEEDED if text is None else Reply(235, "2.7.0", text))
+        elif pending is _Decision.MAIL:
             self._resolve(replies.SENDER_OK if text is None else Reply(250, "2.1.0", text))
         elif pending is _Decision.RCPT:
             self._resolve(replies.RECIPIENT_OK if text is None else Reply(250, "2.1.5", text))
@@ -224,10 +268,21 @@ class ServerCore:
             raise ProtocolError("accept() with no decision pending")
 
     def reply(self, reply: Reply) -> None:
-        """The shell's reply to the pending decision; a 2xx accepts, anything else refuses."""
+        """The shell's reply to the pending decision; a 2xx accepts, anything else refuses
+        (during AUTH, anything else ends the exchange unauthenticated)."""
         if self._pending is None:
             raise ProtocolError("reply() with no decision pending")
         self._resolve(reply)
+
+    def auth_challenge(self, data: bytes) -> None:
+        """Answer a pending AUTH decision with the challenge ``334 <base64 of data>`` (RFC 4954
+        §4); the client's next line comes back as `AuthResponse`."""
+        if self._pending is not _Decision.AUTH:
+            raise ProtocolError("auth_challenge() with no AUTH decision pending")
+        self._pending = None
+        # continue-req = "334" SP [base64] CRLF: the space stays even when data is empty
+        self._out += b"334 " + base64.b64encode(data) + b"\r\n"
+        self._mode = _Mode.AUTH
 
     def tls_started(self) -> None:
         """The TLS handshake after STARTTLS succeeded: forget everything (RFC 3207 §4.2)."""
@@ -239,6 +294,7 @@ class ServerCore:
         self._clear_transaction()
         self._state = State.GREETED
         self._esmtp = False
+        self._authenticated = False  # RFC 3207 §4.2: nothing learnt before TLS is kept
         self._mode = _Mode.COMMAND
 
     def close(self, reply: Reply | None = None, reason: str = "closed by server") -> None:
@@ -293,6 +349,8 @@ class ServerCore:
             if positive:
                 self._state = State.RCPT
                 self._recipients += 1
+        elif pending is _Decision.AUTH:
+            self._authenticated = reply.code == 235
         else:  # end of message: the transaction is over whatever the verdict (RFC 5321 §4.1.1.4)
             self._clear_transaction()
             self._state = State.READY
@@ -332,7 +390,33 @@ class ServerCore:
         self._pos = nl + 1
         self._mode = _Mode.COMMAND
         self._commands += 1
-        self._send(replies.LINE_TOO_LONG)
+        self._send(self._long_line_reply)
+        self._long_line_reply = replies.LINE_TOO_LONG
+        return True
+
+    def _step_auth(self) -> bool:
+        buf = self._buf
+        pos = self._pos
+        limit = self._settings.max_auth_line
+        nl = buf.find(b"\n", pos, pos + limit)
+        if nl == -1:
+            if len(buf) - pos >= limit:  # RFC 4954 §4 and §6: 500 5.5.6, the exchange ends
+                self._mode = _Mode.LONG_LINE
+                self._long_line_reply = replies.AUTH_LINE_TOO_LONG
+                self._pos = pos + limit
+                self._events.append(AuthAborted("response line too long"))
+                return True
+            return False
+        crlf = nl > pos and buf[nl - 1] == 0x0D
+        line = bytes(buf[pos : nl - 1 if crlf else nl])
+        self._pos = nl + 1
+        self._mode = _Mode.COMMAND
+        self._commands += 1
+        if self._commands > self._settings.max_commands:
+            self._close(replies.TOO_MANY_COMMANDS, "too many commands")
+            return True
+        self._pending = _Decision.AUTH
+        self._events.append(AuthResponse(line))
         return True
 
     def _available(self) -> bytes:
@@ -415,7 +499,12 @@ class ServerCore:
             self._send(e.reply)
             return
         verb, arg = cmd.verb, cmd.arg
-        verdict = check(self._state, verb)
+        verdict = check(
+            self._state,
+            verb,
+            authenticated=self._authenticated,
+            auth_required=self._settings.auth_required,
+        )
         if verb == "BDAT":
             self._cmd_bdat(arg, verdict)
             return
@@ -461,6 +550,8 @@ class ServerCore:
                 self._send(replies.EXPN_DISABLED if arg else replies.SYNTAX_ERROR)
             elif verb == "HELP":
                 self._send(replies.HELP)
+            elif verb == "AUTH":
+                self._cmd_auth(arg)
             elif verb == "STARTTLS":
                 self._send(replies.READY_FOR_TLS)
                 self._buf.clear()  # CVE-2011-0411: nothing read before the handshake survives it
@@ -479,10 +570,14 @@ class ServerCore:
                 return replies.TLS_ALREADY_ACTIVE
             if not s.starttls:
                 return replies.TLS_NOT_AVAILABLE
-        elif rule.extension == "chunking" and not s.chunking:
+        elif (rule.extension == "chunking" and not s.chunking) or (
+            rule.extension == "auth" and not s.auth_mechanisms
+        ):
             return replies.NOT_IMPLEMENTED
         if not self._esmtp:
             return replies.NEED_EHLO  # extensions exist only after EHLO (RFC 5321 §2.2.1)
+        if rule.extension == "auth" and not s.auth_offered:
+            return replies.AUTH_ENCRYPTION_REQUIRED  # RFC 4954 §6
         return None
 
     def _cmd_hello(self, verb: str, arg: str) -> None:
@@ -514,6 +609,8 @@ class ServerCore:
                 lines.append("ENHANCEDSTATUSCODES")
             if s.starttls and not s.tls_active:
                 lines.append("STARTTLS")
+            if s.auth_offered:
+                lines.append("AUTH " + " ".join(s.auth_offered))  # RFC 4954 §3
             if s.chunking:
                 lines.append("CHUNKING")
             if s.dsn:
@@ -533,6 +630,8 @@ class ServerCore:
             keys.add("SMTPUTF8")
         if s.dsn:
             keys.update(("RET", "ENVID"))
+        if s.auth_offered:
+            keys.add("AUTH")  # RFC 4954 §5
         return frozenset(keys)
 
     def _cmd_mail(self, arg: str) -> None:
@@ -562,6 +661,14 @@ class ServerCore:
             return
         self._pending = _Decision.RCPT
         self._events.append(RcptTo(path, params))
+
+    def _cmd_auth(self, arg: str) -> None:
+        mechanism, initial_response = parse_auth(arg)
+        if mechanism not in self._settings.auth_offered:
+            self._send(replies.AUTH_UNKNOWN_MECHANISM)  # RFC 4954 §4: 504
+            return
+        self._pending = _Decision.AUTH
+        self._events.append(AuthStart(mechanism, initial_response))
 
     def _cmd_data(self, crlf: bool) -> None:
         s = self._settings

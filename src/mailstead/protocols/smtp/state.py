@@ -5,7 +5,9 @@ refused here gets the reply the table names (RFC 5321 §4.1.4 and §4.3.2 list t
 RFC 3030 §3 forbids DATA after BDAT in one transaction).
 
 States follow the mail transaction, not the byte stream: while DATA or BDAT content is being read
-the core is in content mode and does not consult this table.
+the core is in content mode and does not consult this table, nor while it reads the client's lines
+of an AUTH exchange. Whether the client has authenticated (RFC 4954) is a second, independent
+dimension: `check` takes it as an argument, and a rule says what it means for its command.
 """
 
 from __future__ import annotations
@@ -40,13 +42,17 @@ class Rule:
     """Legal states of one command, the reply in each other state, and the extension it needs.
 
     ``extension`` names a ServerSettings flag that must be on (and EHLO used) for the command to
-    exist; the server core picks the refusal otherwise.
+    exist; the server core picks the refusal otherwise. ``needs_auth``: refused with 530 5.7.0
+    where the service requires authentication (submission) until AUTH succeeded.
+    ``when_authenticated``: the refusal once the client has authenticated (AUTH itself).
     """
 
     allowed: frozenset[State]
     refused: Mapping[State, Reply] = field(default_factory=dict)
     extension: str | None = None
     default_refusal: Reply = replies.BAD_SEQUENCE
+    needs_auth: bool = False
+    when_authenticated: Reply | None = None
 
 
 _IN_TRANSACTION_MAIL: Final = {s: replies.NESTED_MAIL for s in TRANSACTION_STATES}
@@ -58,6 +64,7 @@ TABLE: Final[Mapping[str, Rule]] = {
     "MAIL": Rule(
         frozenset({State.READY}),
         {State.GREETED: replies.NEED_HELO, **_IN_TRANSACTION_MAIL},
+        needs_auth=True,  # RFC 6409 §4.3 (submission): 530 5.7.0
     ),
     "RCPT": Rule(
         frozenset({State.MAIL, State.RCPT}),
@@ -98,17 +105,34 @@ TABLE: Final[Mapping[str, Rule]] = {
         extension="starttls",
         default_refusal=replies.TRANSACTION_IN_PROGRESS,
     ),
+    # RFC 4954 §4: after EHLO, not during a mail transaction, once per session (503 after a
+    # successful AUTH).
+    "AUTH": Rule(
+        frozenset({State.READY}),
+        {State.GREETED: replies.NEED_EHLO},
+        extension="auth",
+        default_refusal=replies.AUTH_IN_TRANSACTION,
+        when_authenticated=replies.AUTH_ALREADY_DONE,
+    ),
 }
 
 
-def check(state: State, verb: str) -> Rule | Reply:
+def check(
+    state: State, verb: str, *, authenticated: bool = False, auth_required: bool = False
+) -> Rule | Reply:
     """The rule for ``verb`` if it is legal in ``state``, else the reply refusing it.
 
-    Unknown verbs get 500 5.5.2. The extension check is the caller's (it depends on settings).
+    ``authenticated``: AUTH succeeded in this session; ``auth_required``: the service accepts
+    mail only from authenticated clients. Unknown verbs get 500 5.5.2. The extension check is
+    the caller's (it depends on settings).
     """
     rule = TABLE.get(verb)
     if rule is None:
         return replies.UNKNOWN_COMMAND
-    if state in rule.allowed:
-        return rule
-    return rule.refused.get(state, rule.default_refusal)
+    if state not in rule.allowed:
+        return rule.refused.get(state, rule.default_refusal)
+    if authenticated and rule.when_authenticated is not None:
+        return rule.when_authenticated
+    if auth_required and not authenticated and rule.needs_auth:
+        return replies.AUTH_REQUIRED
+    return rule
