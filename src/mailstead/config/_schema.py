@@ -12,9 +12,10 @@ file ``mailstead init`` writes are both generated from these declarations."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from mailstead.config._values import (
     Bool,
@@ -23,6 +24,7 @@ from mailstead.config._values import (
     Duration,
     Hostname,
     Int,
+    Invalid,
     ListenAddress,
     ListenList,
     PathSpec,
@@ -31,6 +33,8 @@ from mailstead.config._values import (
     Str,
     TomlValue,
     UserName,
+    expected,
+    show,
 )
 
 
@@ -63,6 +67,36 @@ def setting_of(f: dataclasses.Field[Any]) -> Setting:
 def section(cls: type[Any], doc: str) -> Any:
     """Declare one section of ``Config``."""
     return field(default_factory=cls, metadata={"doc": doc, "section": True})
+
+
+# --- list values of the [submission] section -----------------------------------------------
+
+
+_SENDER_ENTRY = re.compile(r"\*|[^@\s]*@[^@\s]+")
+
+
+@dataclass(frozen=True)
+class SenderList(Spec[tuple[str, ...]]):
+    """Who may send as any address: account addresses, "@domain" for every account of a
+    domain, "*" for everyone."""
+
+    TYPE: ClassVar[str] = "list of addresses"
+
+    def parse(self, value: Any, key: str) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise expected(key, 'a list of addresses ("user@example.org", "@example.org", "*")',
+                           value)  # fmt: skip
+        problems = [
+            f"{key}[{i}]: expected an address, \"@domain\" or \"*\", got {show(item)}"
+            for i, item in enumerate(value)
+            if not isinstance(item, str) or not _SENDER_ENTRY.fullmatch(item.strip())
+        ]
+        if problems:
+            raise Invalid(problems)
+        return tuple(item.strip() for item in value)
+
+    def to_toml(self, value: tuple[str, ...]) -> Any:
+        return list(value)
 
 
 @dataclass(frozen=True)
@@ -318,6 +352,18 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class SubmissionConfig:
+    allow_any_sender_for: tuple[str, ...] = setting(
+        [],
+        SenderList(),
+        "Who may use any sender address on the submission listeners (MAIL FROM and From: "
+        'header): account addresses, "@domain" for every account of a domain, or "*" for '
+        "everyone. Everybody else may send only as their own address (with a +extension) or an "
+        "alias that delivers to them; the null sender <> is always allowed.",
+    )
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = setting(
         "info",
@@ -355,6 +401,10 @@ class Config:
     imap: IMAPConfig = section(IMAPConfig, "The IMAP server (imap and imaps listeners).")
     pop3: POP3Config = section(POP3Config, "The POP3 server (pop3 and pop3s listeners).")
     auth: AuthConfig = section(AuthConfig, "Authentication of users, for every protocol.")
+    submission: SubmissionConfig = section(
+        SubmissionConfig,
+        "Message submission by authenticated users (submission and submissions listeners).",
+    )
     log: LogConfig = section(LogConfig, "Logging.")
     # Not TOML keys: where the snapshot was loaded from.
     path: Path = Path("mailstead.toml")
