@@ -23,7 +23,7 @@ from mailstead.protocols.smtp import ServerSettings
 from mailstead.security.tls import server_context
 from mailstead.servers.imap import IMAPLimits, IMAPService, IMAPServiceState
 from mailstead.servers.pop3 import POP3Limits, POP3Service, POP3ServiceState, channel_bindings
-from mailstead.servers.smtp import SMTPLimits, SMTPService, SMTPServiceState
+from mailstead.servers.smtp import SMTPLimits, SMTPService, SMTPServiceState, SubmissionPolicy
 from mailstead.store import Store, open_sqlite
 
 log = logging.getLogger("mailstead.server")
@@ -86,6 +86,14 @@ def smtp_limits(config: Config) -> SMTPLimits:
     )
 
 
+def submission_policy(config: Config, *, tls_available: bool) -> SubmissionPolicy:
+    return SubmissionPolicy(
+        allow_any_sender_for=config.submission.allow_any_sender_for,
+        allow_plaintext_on_loopback=config.auth.allow_plaintext_on_loopback,
+        channel_bindings=channel_bindings(config.tls.cert_file) if tls_available else {},
+    )
+
+
 def load_tls(config: Config) -> ssl.SSLContext | None:
     cert, key = config.tls.cert_file, config.tls.key_file
     if not (cert.exists() and key.exists()):
@@ -122,10 +130,13 @@ class BoundAddresses:
     imaps: list[tuple[str, int]]
     pop3: list[tuple[str, int]] = field(default_factory=list)
     pop3s: list[tuple[str, int]] = field(default_factory=list)
+    submission: list[tuple[str, int]] = field(default_factory=list)
+    submissions: list[tuple[str, int]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, list[tuple[str, int]]]:
         return {"smtp": self.smtp, "imap": self.imap, "imaps": self.imaps, "pop3": self.pop3,
-                "pop3s": self.pop3s}  # fmt: skip
+                "pop3s": self.pop3s, "submission": self.submission,
+                "submissions": self.submissions}  # fmt: skip
 
 
 class MailServer:
@@ -144,6 +155,7 @@ class MailServer:
             directory=self.directory,
             delivery=self.delivery,
             spool_dir=config.server.data_dir / "spool",
+            submission=submission_policy(config, tls_available=self.tls_context is not None),
         )
         self.smtp = SMTPService(self.smtp_state)
         self.imap_state = IMAPServiceState(
@@ -171,13 +183,18 @@ class MailServer:
         await self.store.open()
         listen = self.config.listen
         smtp = await self.smtp.start([(a.host, a.port) for a in listen.smtp])
+        submission, submissions = await self.smtp.start_submission(
+            [(a.host, a.port) for a in listen.submission],
+            [(a.host, a.port) for a in listen.submissions],
+        )
         imap, imaps = await self.imap.start(
             [(a.host, a.port) for a in listen.imap], [(a.host, a.port) for a in listen.imaps]
         )
         pop3, pop3s = await self.pop3.start(
             [(a.host, a.port) for a in listen.pop3], [(a.host, a.port) for a in listen.pop3s]
         )
-        self.bound = BoundAddresses(smtp=smtp, imap=imap, imaps=imaps, pop3=pop3, pop3s=pop3s)
+        self.bound = BoundAddresses(smtp=smtp, imap=imap, imaps=imaps, pop3=pop3, pop3s=pop3s,
+                                    submission=submission, submissions=submissions)  # fmt: skip
         self._indexer = asyncio.get_running_loop().create_task(self._index_when_quiet())
         log_event(
             log, "server.started", hostname=self.config.server.hostname, listen=self.bound.as_json()
@@ -245,6 +262,7 @@ class MailServer:
         self.smtp_state.tls_context = tls
         self.smtp_state.settings = smtp_settings(new, tls_available=tls is not None)
         self.smtp_state.limits = smtp_limits(new)
+        self.smtp_state.submission = submission_policy(new, tls_available=tls is not None)
         self.imap_state.tls_context = tls
         self.imap_state.limits = imap_limits(new)
         self.imap_state.hostname = new.server.hostname

@@ -36,15 +36,15 @@ def write_config(
     hostname: str = "mx.example.org",
     overrides: dict[str, dict[str, object]] | None = None,
 ) -> Path:
-    """A dev configuration in ``data_dir`` with SMTP, IMAP and POP3 on 127.0.0.1:0 and a
-    self-signed cert."""
+    """A dev configuration in ``data_dir`` with SMTP (MX and submission), IMAP and POP3 on
+    127.0.0.1:0 and a self-signed cert."""
     data_dir.mkdir(parents=True, exist_ok=True)
     text = render_config_file(dev=True, hostname=hostname, data_dir=".")
     sections: dict[str, dict[str, object]] = {
         "listen": {
             "smtp": ["127.0.0.1:0"],
-            "submission": [],
-            "submissions": [],
+            "submission": ["127.0.0.1:0"],
+            "submissions": ["127.0.0.1:0"],
             "imap": ["127.0.0.1:0"],
             "imaps": ["127.0.0.1:0"],
             "pop3": ["127.0.0.1:0"],
@@ -109,6 +109,8 @@ class RunningServer:
     imaps: list[tuple[str, int]] = field(default_factory=list)
     pop3: list[tuple[str, int]] = field(default_factory=list)
     pop3s: list[tuple[str, int]] = field(default_factory=list)
+    submission: list[tuple[str, int]] = field(default_factory=list)
+    submissions: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def smtp_address(self) -> tuple[str, int]:
@@ -129,6 +131,16 @@ class RunningServer:
     @property
     def pop3s_address(self) -> tuple[str, int]:
         return self.pop3s[0]
+
+    @property
+    def submission_address(self) -> tuple[str, int]:
+        """Submission with STARTTLS (port 587's role)."""
+        return self.submission[0]
+
+    @property
+    def submissions_address(self) -> tuple[str, int]:
+        """Submission over implicit TLS (port 465's role)."""
+        return self.submissions[0]
 
     @property
     def data_dir(self) -> Path:
@@ -265,4 +277,6 @@ def _await_ready(
         imaps=addresses("imaps"),
         pop3=addresses("pop3"),
         pop3s=addresses("pop3s"),
+        submission=addresses("submission"),
+        submissions=addresses("submissions"),
     )
