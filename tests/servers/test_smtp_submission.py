@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mailstead import sasl
 from mailstead.config._schema import SenderList
 from mailstead.config._values import Invalid
 from mailstead.testing.replies import ReplyReader
@@ -287,3 +288,29 @@ def test_over_long_auth_line(mail_server, clients):
     assert c.command("AUTH PLAIN") == b"334 "
     assert c.command(b"A" * 20000) == b"500 5.5.6 Authentication Exchange line is too long"
     c.login()
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_scram_sha_256_plus_over_tls(mail_server, clients, implicit):
+    """SCRAM-SHA-256-PLUS bound to our certificate (tls-server-end-point, RFC 5929): the
+    server's final message comes as a last 334, answered with an empty line (RFC 4954 §4)."""
+    server = mail_server(NO_PLAINTEXT, accounts=ACCOUNTS)
+    c = clients(server, implicit=implicit)
+    c.ehlo()
+    if not implicit:
+        c.starttls()
+        c.ehlo()
+    binding = sasl.tls_server_end_point(cert(server).read_bytes())
+    client = sasl.SaslClient("SCRAM-SHA-256-PLUS", authcid="alice@example.org",
+                             password="alice-pw",
+                             channel_binding=(sasl.TLS_SERVER_END_POINT, binding))  # fmt: skip
+    initial = client.initial_response()
+    assert initial is not None
+    reply = c.command(b"AUTH SCRAM-SHA-256-PLUS " + base64.b64encode(initial))
+    assert reply.startswith(b"334 ")
+    reply = c.command(base64.b64encode(client.respond(base64.b64decode(reply[4:]))))
+    assert reply.startswith(b"334 ")
+    assert client.respond(base64.b64decode(reply[4:])) == b""  # checks the server's proof
+    assert client.server_verified
+    assert c.command(b"") == b"235 2.7.0 Authentication successful"
+    assert c.command("MAIL FROM:<alice@example.org>") == b"250 2.1.0 Ok"

@@ -129,8 +129,12 @@ class SubmissionPolicy:
             if entry == "*":
                 self._everyone = True
             else:
-                # raises DirectoryError for a bad entry (the config schema checked the shape)
-                addr = normalize_address(entry, allow_catch_all=True)
+                try:  # the config schema checked the shape, not the domain
+                    addr = normalize_address(entry, allow_catch_all=True)
+                except DirectoryError as exc:
+                    log_event(log, "submission.bad_sender_entry", logging.WARNING,
+                              entry=entry, error=str(exc))  # fmt: skip
+                    continue
                 if entry.startswith("@"):
                     self._domains.add(addr.domain)
                 else:
