@@ -27,6 +27,7 @@ from mailstead.config._values import (
     Invalid,
     ListenAddress,
     ListenList,
+    NetworkList,
     PathSpec,
     Size,
     Spec,
@@ -348,6 +349,25 @@ class AuthConfig:
         "Accept passwords (IMAP LOGIN/AUTHENTICATE, POP3 USER/PASS/AUTH) without TLS from "
         "loopback clients, e.g. a webmail or a test on the same machine. Everyone else must use "
         "TLS first.",
+    )
+    max_failures: int = setting(
+        5,
+        Int(minimum=1),
+        "Failed logins (SMTP AUTH, IMAP, POP3 together) from one client address (an IPv6 /64) "
+        "within failure_window before that address is refused for ban_time, even with the "
+        "right password.",
+    )
+    failure_window: float = setting(
+        "10m", Duration(), "The span over which failed logins are counted."
+    )
+    ban_time: float = setting(
+        "15m", Duration(), "How long a client address is refused after too many failed logins."
+    )
+    exempt_networks: tuple[str, ...] = setting(
+        [],
+        NetworkList(),
+        "Client networks never banned for failed logins (e.g. a webmail's address). Loopback is "
+        "not exempt unless listed here.",
     )
 
 

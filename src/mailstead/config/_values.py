@@ -367,6 +367,35 @@ class ListenList(Spec[tuple[ListenAddress, ...]]):
         return [str(a) for a in value]
 
 
+@dataclass(frozen=True)
+class NetworkList(Spec[tuple[str, ...]]):
+    """IP networks in CIDR notation (``127.0.0.0/8``, ``2001:db8::/32``); a bare address is a
+    network of one."""
+
+    TYPE: ClassVar[str] = "list of networks"
+
+    def parse(self, value: TomlValue, key: str) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise expected(key, 'a list of network strings like "192.0.2.0/24"', value)
+        problems: list[str] = []
+        networks: list[str] = []
+        for i, item in enumerate(value):
+            item_key = f"{key}[{i}]"
+            if not isinstance(item, str):
+                problems.append(f"{item_key}: expected a network string, got {show(item)}")
+                continue
+            try:
+                networks.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError as exc:
+                problems.append(f"{item_key}: {exc}")
+        if problems:
+            raise Invalid(problems)
+        return tuple(networks)
+
+    def to_toml(self, value: tuple[str, ...]) -> TomlValue:
+        return list(value)
+
+
 # --- special strings -----------------------------------------------------------------------------
 
 

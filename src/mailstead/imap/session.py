@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import bisect
 import datetime
 import enum
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from mailstead import sasl
 from mailstead.directory import Directory
 from mailstead.imap import names
 from mailstead.imap.context import (
@@ -50,6 +51,7 @@ from mailstead.observability.log import log_event
 from mailstead.protocols.imap import ServerCore, State
 from mailstead.protocols.imap import commands as c
 from mailstead.protocols.imap import response as r
+from mailstead.security.bans import AuthFailureTracker
 from mailstead.store import (
     Account,
     DeliveryRequest,
@@ -99,6 +101,9 @@ class SessionConfig:
     append_limit: int
     allow_insecure_auth: bool  # LOGIN/AUTHENTICATE before TLS (loopback only, when configured)
     starttls_available: bool
+    # SCRAM-SHA-256-PLUS: what our TLS connections can be bound to (tls-server-end-point of
+    # our certificate, RFC 5929), used only when the connection is under TLS
+    channel_bindings: dict[str, bytes] = field(default_factory=dict)
 
 
 class ImapSession:
@@ -116,7 +121,14 @@ class ImapSession:
         now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         seeds: ViewSeeds | None = None,
         header_cache: HeaderCache | None = None,
+        auth_failures: AuthFailureTracker | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.auth_failures = auth_failures
+        self.clock = clock
+        self._sasl: sasl.SaslServer | None = None
+        self._sasl_success: sasl.Success | None = None
+        self._sasl_user = ""
         self.store = store
         self.seeds = seeds
         self.header_cache = header_cache
@@ -140,9 +152,9 @@ class ImapSession:
         if self.account is None:
             if self.config.starttls_available and not self.tls_active:
                 caps.append("STARTTLS")
-            if self._auth_allowed():
-                caps.append("AUTH=PLAIN")
-            else:
+            mechanisms = self._mechanisms()
+            caps += [f"AUTH={m}" for m in mechanisms]
+            if not self._auth_allowed():
                 caps.append("LOGINDISABLED")
             return caps
         caps += [
@@ -163,6 +175,16 @@ class ImapSession:
 
     def _auth_allowed(self) -> bool:
         return self.tls_active or self.config.allow_insecure_auth
+
+    def _channel_bindings(self) -> dict[str, bytes]:
+        return self.config.channel_bindings if self.tls_active else {}
+
+    def _mechanisms(self) -> list[str]:
+        return sasl.mechanisms(
+            tls=self.tls_active,
+            allow_plaintext=self.config.allow_insecure_auth,
+            channel_binding=bool(self._channel_bindings()),
+        )
 
     # -- output helpers --------------------------------------------------------------------------
     def _send(self, data: bytes) -> None:
@@ -245,48 +267,132 @@ class ImapSession:
         if not self._auth_allowed():
             self._no(tag, "Use STARTTLS first", r.code("PRIVACYREQUIRED"))
             return Action.NONE
-        if cmd.mechanism != "PLAIN":
+        if cmd.mechanism.upper() not in self._mechanisms():
             self._no(tag, "Unsupported authentication mechanism", r.code("CANNOT"))
             return Action.NONE
-        if cmd.initial_response is None:
-            self._auth_tag = tag
-            self._send(r.continuation(""))
-            return Action.AUTHENTICATE
-        await self._plain(tag, cmd.initial_response.encode("ascii", "replace"))
+        if self._refuse_banned(tag):
+            return Action.NONE
+        self._sasl = sasl.SaslServer(cmd.mechanism, channel_bindings=self._channel_bindings())
+        self._auth_tag = tag
+        initial: bytes | None = None
+        if cmd.initial_response is not None:  # RFC 4959 SASL-IR ("=" is an empty response)
+            decoded = sasl.decode_response(cmd.initial_response.encode("ascii"))
+            if not isinstance(decoded, bytes):
+                return self._sasl_end(tag, "Invalid SASL initial response", bad=True)
+            initial = decoded
+        return await self._sasl_step(self._sasl.start(initial))
+
+    async def authenticate_line(self, data: bytes, *, too_long: bool = False) -> Action:
+        """The client's answer to our ``+`` during AUTHENTICATE: AUTHENTICATE again when the
+        exchange goes on (another ``+`` was queued)."""
+        tag, server = self._auth_tag, self._sasl
+        assert tag is not None
+        assert server is not None
+        if too_long:
+            return self._sasl_end(tag, "SASL response too long", bad=True)
+        decoded = sasl.decode_response(data.strip())
+        if isinstance(decoded, sasl.Aborted):
+            server.abort()
+            return self._sasl_end(tag, "Authentication cancelled", bad=True)
+        if isinstance(decoded, sasl.Malformed):
+            return self._sasl_end(tag, "Invalid base64 in SASL response", bad=True)
+        if server.done:  # the client's empty answer to our final data (RFC 9051 §6.2.2)
+            return await self._sasl_finish(tag)
+        return await self._sasl_step(server.respond(decoded))
+
+    async def _sasl_step(self, step: sasl.Step) -> Action:
+        """Drive the SASL server through credential checks until it needs the client."""
+        tag, server = self._auth_tag, self._sasl
+        assert tag is not None
+        assert server is not None
+        while True:
+            if isinstance(step, sasl.NeedPassword | sasl.NeedScram):
+                self._sasl_user = step.authcid
+            if isinstance(step, sasl.NeedPassword):
+                result = await self.directory.authenticate_detailed(step.authcid, step.password)
+                step = server.password_checked(None if result is None else result.account)
+            elif isinstance(step, sasl.NeedScram):
+                found = await self.directory.scram_lookup(step.authcid)
+                step = server.scram_credentials(*(found[1], found[0]) if found else (None,))
+            elif isinstance(step, sasl.Challenge):
+                self._send(r.continuation(base64.b64encode(step.data)))
+                return Action.AUTHENTICATE
+            elif isinstance(step, sasl.Success):
+                if step.final_data:  # SCRAM's server-final: sent, then the client says ""
+                    self._sasl_success = step
+                    self._send(r.continuation(base64.b64encode(step.final_data)))
+                    return Action.AUTHENTICATE
+                self._sasl_success = step
+                return await self._sasl_finish(tag)
+            else:
+                self._record_failure(self._sasl_user)
+                log_event(log, "imap.login_failed", logging.WARNING, client=self.peer,
+                          user=self._sasl_user)  # fmt: skip
+                return self._sasl_end(
+                    tag, "Invalid SASL response" if step.malformed else "Authentication failed",
+                    bad=step.malformed,
+                )
+
+    async def _sasl_finish(self, tag: str) -> Action:
+        success = self._sasl_success
+        self._sasl = self._sasl_success = None
+        self._auth_tag = None
+        assert success is not None
+        assert isinstance(success.account, Account)
+        self._logged_in(tag, success.account, success.credential)
         return Action.NONE
 
-    async def authenticate_line(self, data: bytes) -> None:
-        """The client's answer to our ``+`` during AUTHENTICATE PLAIN."""
-        tag = self._auth_tag
-        assert tag is not None
+    def _sasl_end(self, tag: str, text: str, *, bad: bool) -> Action:
+        self._sasl = self._sasl_success = None
         self._auth_tag = None
-        if data.strip() == b"*":
-            self._bad(tag, "Authentication cancelled")
-            return
-        await self._plain(tag, data.strip())
+        if bad:
+            self._bad(tag, text)
+        else:
+            self._no(tag, text, r.code("AUTHENTICATIONFAILED"))
+        return Action.NONE
 
-    async def _plain(self, tag: str, encoded: bytes) -> None:
-        try:
-            decoded = b"" if encoded == b"=" else base64.b64decode(encoded, validate=True)
-            authzid, authcid, password = decoded.split(b"\0")
-            user, secret = authcid.decode("utf-8"), password.decode("utf-8")
-        except (binascii.Error, ValueError, UnicodeDecodeError):
-            self._bad(tag, "Invalid SASL PLAIN response")
+    def _refuse_banned(self, tag: str) -> bool:
+        """RFC 5530 UNAVAILABLE for a client banned after too many failed logins (issue 4:
+        even a right password is refused until the ban ends)."""
+        tracker = self.auth_failures
+        if tracker is None:
+            return False
+        left = tracker.is_banned(self.peer, self.clock())
+        if left is None:
+            return False
+        log_event(log, "imap.login_refused_banned", logging.WARNING, client=self.peer,
+                  seconds_left=round(left))  # fmt: skip
+        self._no(tag, "Too many authentication failures, try again later", r.code("UNAVAILABLE"))
+        return True
+
+    def _record_failure(self, user: str) -> None:
+        tracker = self.auth_failures
+        if tracker is None:
             return
-        if authzid and authzid != authcid:
-            self._no(tag, "Authorization identity not allowed", r.code("AUTHORIZATIONFAILED"))
-            return
-        await self._login(tag, user, secret)
+        banned = tracker.record_failure(self.peer, user or None, self.clock())
+        if banned is not None:
+            seconds = round(banned.until - self.clock())
+            log_event(log, "auth.banned", logging.WARNING, client=banned.ip_key, service="imap",
+                      failures=banned.failures, seconds=seconds)  # fmt: skip
 
     async def _login(self, tag: str, username: str, password: str) -> None:
-        account = await self.directory.authenticate(username, password)
-        if account is None:
+        if self._refuse_banned(tag):
+            return
+        result = await self.directory.authenticate_detailed(username, password)
+        if result is None:
+            self._record_failure(username)
             log_event(log, "imap.login_failed", logging.WARNING, client=self.peer, user=username)
             self._no(tag, "Authentication failed", r.code("AUTHENTICATIONFAILED"))
             return
+        self._logged_in(tag, result.account, result.credential)
+
+    def _logged_in(self, tag: str, account: Account, credential: str | None) -> None:
+        if self.auth_failures is not None:
+            self.auth_failures.record_success(self.peer, account.address, self.clock())
         self.account = account
         self.core.set_state(State.AUTHENTICATED)
-        log_event(log, "imap.login", client=self.peer, user=account.address)
+        log_event(log, "imap.login", client=self.peer, user=account.address,
+                  credential=credential or "password")  # fmt: skip
         self._ok(tag, "Logged in", r.code("CAPABILITY", *self.capabilities()))
 
     # -- authenticated ---------------------------------------------------------------------------
@@ -1200,9 +1306,9 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 
 def _header_value(raw: bytes, end: int, name: str) -> bytes | None:
     """The first ``name`` field's raw value in the header that ends at ``end``."""
-    for field in parse_header_fields(raw, 0, end):
-        if field.name.lower() == name:
-            return field.value
+    for header_field in parse_header_fields(raw, 0, end):
+        if header_field.name.lower() == name:
+            return header_field.value
     return None
 
 

@@ -20,6 +20,7 @@ from mailstead.delivery import LocalDelivery
 from mailstead.directory import Directory
 from mailstead.observability.log import log_event, setup_logging
 from mailstead.protocols.smtp import ServerSettings
+from mailstead.security.bans import AuthFailureTracker
 from mailstead.security.tls import server_context
 from mailstead.servers.imap import IMAPLimits, IMAPService, IMAPServiceState
 from mailstead.servers.pop3 import POP3Limits, POP3Service, POP3ServiceState, channel_bindings
@@ -121,6 +122,16 @@ def pop3_limits(config: Config) -> POP3Limits:
     )
 
 
+def auth_failure_tracker(config: Config) -> AuthFailureTracker:
+    auth = config.auth
+    return AuthFailureTracker(
+        max_failures=auth.max_failures,
+        window=auth.failure_window,
+        ban_time=auth.ban_time,
+        exempt=auth.exempt_networks,
+    )
+
+
 @dataclass(slots=True)
 class BoundAddresses:
     """Where each service actually listens (port 0 in the config picks a free port)."""
@@ -158,12 +169,17 @@ class MailServer:
             submission=submission_policy(config, tls_available=self.tls_context is not None),
         )
         self.smtp = SMTPService(self.smtp_state)
+        self.auth_failures = auth_failure_tracker(config)  # one for SMTP, IMAP and POP3
+        self.smtp_state.auth_failures = self.auth_failures
+        bindings = channel_bindings(config.tls.cert_file) if self.tls_context else {}
         self.imap_state = IMAPServiceState(
             hostname=config.server.hostname,
             store=self.store,
             directory=self.directory,
             tls_context=self.tls_context,
             limits=imap_limits(config),
+            auth_failures=self.auth_failures,
+            channel_bindings=bindings,
         )
         self.imap = IMAPService(self.imap_state)
         self.pop3_state = POP3ServiceState(
@@ -172,7 +188,8 @@ class MailServer:
             directory=self.directory,
             tls_context=self.tls_context,
             limits=pop3_limits(config),
-            channel_bindings=channel_bindings(config.tls.cert_file) if self.tls_context else {},
+            channel_bindings=bindings,
+            bans=self.auth_failures,
         )
         self.pop3 = POP3Service(self.pop3_state)
         self.bound: BoundAddresses | None = None

@@ -27,6 +27,7 @@ from mailstead.protocols.imap import (
     Settings,
 )
 from mailstead.protocols.imap import response as r
+from mailstead.security.bans import AuthFailureTracker
 from mailstead.security.limits import client_key
 from mailstead.servers.stream import StreamSession
 from mailstead.store import Store
@@ -63,6 +64,8 @@ class IMAPServiceState:
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     seeds: ViewSeeds = field(default_factory=ViewSeeds)  # SELECT shares unchanged mailboxes
     headers: HeaderCache = field(default_factory=HeaderCache)  # header blocks FETCH reuses
+    auth_failures: AuthFailureTracker | None = None  # shared with SMTP and POP3
+    channel_bindings: dict[str, bytes] = field(default_factory=dict)  # SCRAM-SHA-256-PLUS
 
 
 class IMAPConnection(StreamSession):
@@ -132,11 +135,12 @@ class IMAPConnection(StreamSession):
             append_limit=limits.max_append_size,
             allow_insecure_auth=limits.allow_insecure_auth_on_loopback and self._loopback(),
             starttls_available=state.tls_context is not None and not self.implicit_tls,
+            channel_bindings=state.channel_bindings,
         )
         session = ImapSession(
             state.store, state.directory, config, core,
             tls_active=self.implicit_tls, peer=self.peer_ip, seeds=state.seeds,
-            header_cache=state.headers,
+            header_cache=state.headers, auth_failures=state.auth_failures,
         )  # fmt: skip
         session.greeting()
         while True:
@@ -186,10 +190,15 @@ class IMAPConnection(StreamSession):
         elif action is Action.AUTHENTICATE:
             core.begin_authenticate()
             await self.write(core.data_to_send())
-            line = await self._next_special(core, AuthenticateLine)
-            if line is None:
-                return False
-            await session.authenticate_line(b"" if line.too_long else line.data)
+            while True:  # each line may be answered by another challenge (LOGIN, SCRAM)
+                line = await self._next_special(core, AuthenticateLine)
+                if line is None:
+                    return False
+                data = b"" if line.too_long else line.data
+                more = await session.authenticate_line(data, too_long=line.too_long)
+                await self.write(core.data_to_send())
+                if more is not Action.AUTHENTICATE:
+                    break
             core.command_done()
         elif action is Action.IDLE:
             return await self._idle(core, session)
