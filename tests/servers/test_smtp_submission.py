@@ -314,3 +314,30 @@ def test_scram_sha_256_plus_over_tls(mail_server, clients, implicit):
     assert client.server_verified
     assert c.command(b"") == b"235 2.7.0 Authentication successful"
     assert c.command("MAIL FROM:<alice@example.org>") == b"250 2.1.0 Ok"
+
+
+def test_brute_force_ban(mail_server, clients):
+    """auth.max_failures failed AUTHs ban the client: the next AUTH gets 421 and the
+    connection closes, even with the right password, also on a new connection; an exchange
+    already under way when the ban falls is not accepted either."""
+    server = mail_server({"auth": {"max_failures": 3}}, accounts=ACCOUNTS)
+    waiting = clients(server)
+    waiting.ehlo()
+    assert waiting.command("AUTH LOGIN") == b"334 VXNlcm5hbWU6"
+    assert waiting.command(b64("alice@example.org")) == b"334 UGFzc3dvcmQ6"
+    c = clients(server)
+    c.ehlo()
+    for _ in range(3):
+        assert c.command(b"AUTH PLAIN " + plain("alice@example.org", "guess")) == AUTH_FAILED
+    assert c.command(b"AUTH PLAIN " + plain("alice@example.org", "alice-pw")) == (
+        b"421 4.7.0 Too many authentication failures, try again later"
+    )
+    assert c.closed()
+    assert waiting.command(b64("alice-pw")) == (
+        b"421 4.7.0 Too many authentication failures, try again later"
+    )
+    d = clients(server)
+    d.ehlo()
+    assert d.command(b"AUTH PLAIN " + plain("alice@example.org", "alice-pw")) == (
+        b"421 4.7.0 Too many authentication failures, try again later"
+    )
