@@ -346,7 +346,8 @@ class AuthConfig:
     allow_plaintext_on_loopback: bool = setting(
         False,
         Bool(),
-        "Accept passwords (IMAP LOGIN/AUTHENTICATE, POP3 USER/PASS/AUTH) without TLS from "
+        "Accept passwords (SMTP AUTH on submission, IMAP LOGIN/AUTHENTICATE, POP3 "
+        "USER/PASS/AUTH) without TLS from "
         "loopback clients, e.g. a webmail or a test on the same machine. Everyone else must use "
         "TLS first.",
     )
