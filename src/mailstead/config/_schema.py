@@ -12,6 +12,7 @@ file ``mailstead init`` writes are both generated from these declarations."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from mailstead.config._values import (
     TomlValue,
     UserName,
     expected,
+    parse_listen_address,
     show,
 )
 
@@ -95,6 +97,54 @@ class SenderList(Spec[tuple[str, ...]]):
         if problems:
             raise Invalid(problems)
         return tuple(item.strip() for item in value)
+
+    def to_toml(self, value: tuple[str, ...]) -> Any:
+        return list(value)
+
+
+# --- list values of the [dns] section -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NameserverList(Spec[tuple[str, ...]]):
+    """Nameservers as IP addresses with an optional port: "192.0.2.53", "127.0.0.1:5353",
+    "[::1]:5353". The typed value spells each one "address:port" ("[v6]:port")."""
+
+    TYPE: ClassVar[str] = 'list of "address:port"'
+
+    def parse(self, value: Any, key: str) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise expected(key, 'a list of "address:port" strings', value)
+        problems: list[str] = []
+        servers: list[str] = []
+        for i, item in enumerate(value):
+            item_key = f"{key}[{i}]"
+            if not isinstance(item, str):
+                problems.append(f'{item_key}: expected an "address:port" string, got {show(item)}')
+                continue
+            try:
+                address = ipaddress.ip_address(item)
+                host, port = str(address), 53
+            except ValueError:
+                try:
+                    listen = parse_listen_address(item)
+                    host, port = str(ipaddress.ip_address(listen.host)), listen.port
+                except ValueError:
+                    problems.append(
+                        f"{item_key}: {show(item)} is not an IP address with an optional port "
+                        '("127.0.0.1:5353", "[::1]:5353")'
+                    )
+                    continue
+            if port == 0:
+                problems.append(f"{item_key}: {show(item)}: port must be 1..65535")
+                continue
+            text = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            if text in servers:
+                problems.append(f"{item_key}: {show(item)} is listed twice")
+            servers.append(text)
+        if problems:
+            raise Invalid(problems)
+        return tuple(servers)
 
     def to_toml(self, value: tuple[str, ...]) -> Any:
         return list(value)
@@ -385,6 +435,31 @@ class SubmissionConfig:
 
 
 @dataclass(frozen=True)
+class DNSConfig:
+    nameservers: tuple[str, ...] = setting(
+        [],
+        NameserverList(),
+        "Recursive nameservers asked for MX, address, TXT (SPF, DKIM, DMARC), TLSA and PTR "
+        'records, as "address:port" ("127.0.0.1:53", "[::1]:5353"; the port defaults to 53). '
+        "Empty uses those of /etc/resolv.conf. For DANE, use a DNSSEC-validating resolver on "
+        "this machine (e.g. unbound on 127.0.0.1).",
+    )
+    timeout: float = setting(
+        "5s",
+        Duration(),
+        "How long to wait for one nameserver's answer before asking the next one (or the same "
+        "one again).",
+    )
+    attempts: int = setting(
+        2,
+        Int(minimum=1, maximum=10),
+        "How many times each nameserver is asked before a lookup fails. A failed lookup "
+        "(after at most timeout × attempts × the number of nameservers) is a temporary "
+        "failure: mail stays in the queue and is tried again later, never bounced for it.",
+    )
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = setting(
         "info",
@@ -425,6 +500,11 @@ class Config:
     submission: SubmissionConfig = section(
         SubmissionConfig,
         "Message submission by authenticated users (submission and submissions listeners).",
+    )
+    dns: DNSConfig = section(
+        DNSConfig,
+        "The DNS resolver used for mail routing (MX) and sender checks, with a cache that "
+        "respects TTLs (see docs/dns.md).",
     )
     log: LogConfig = section(LogConfig, "Logging.")
     # Not TOML keys: where the snapshot was loaded from.
