@@ -28,6 +28,8 @@ __all__ = [
     "DeliveryOutcome",
     "DeliveryRequest",
     "DeliveryTarget",
+    "DkimKey",
+    "DkimKeyAlgorithm",
     "Domain",
     "ExpungeResult",
     "FlagOp",
@@ -57,6 +59,10 @@ DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
 TextScope = Literal["HEADER", "BODY", "TEXT", "SUBJECT", "FROM", "TO", "CC", "BCC"]
 """Where a text search looks: every header, the body, both, or one of the header fields the
 index keeps on its own (a match there is exact: the field's decoded values contain the text)."""
+
+
+DkimKeyAlgorithm = Literal["rsa", "ed25519"]
+"""A DKIM key's type (the DNS record's ``k=``): RSA (rsa-sha256) or Ed25519 (RFC 8463)."""
 
 
 class AccountRole(enum.Enum):
@@ -136,6 +142,22 @@ class AuthRecords:
     account: Account
     scram: str | None
     app_passwords: tuple[AppPassword, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DkimKey:
+    """A domain's DKIM signing key. At most one key per algorithm is ``active`` (signs outgoing
+    mail); the others are kept for rotation. ``private_key`` is unencrypted PKCS#8 PEM;
+    ``public_key`` the DNS record's ``p=`` value (base64)."""
+
+    id: int
+    domain: str
+    selector: str
+    algorithm: DkimKeyAlgorithm
+    private_key: str = field(repr=False)
+    public_key: str
+    created: int
+    active: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +334,37 @@ class Store(Protocol):
     async def list_app_passwords(self, account_id: int) -> list[AppPassword]: ...
     async def remove_app_password(self, account_id: int, name: str) -> None:
         """NONEXISTENT if the account has none of that name."""
+        ...
+
+    async def add_dkim_key(
+        self,
+        domain: str,
+        selector: str,
+        algorithm: DkimKeyAlgorithm,
+        private_key: str,
+        public_key: str,
+        *,
+        active: bool = True,
+    ) -> DkimKey:
+        """Store a key under ``selector`` (lower case). With ``active`` it becomes the domain's
+        active key of its algorithm, and the one it replaces stays stored, inactive.
+        NONEXISTENT without the domain, ALREADYEXISTS if the domain has that selector, INVALID
+        for an unknown algorithm."""
+        ...
+    async def list_dkim_keys(self, domain: str | None = None) -> list[DkimKey]:
+        """Every key (of ``domain``), by domain, then oldest first."""
+        ...
+    async def active_dkim_keys(self, domain: str) -> list[DkimKey]:
+        """The keys that sign mail from ``domain``: RSA first, then Ed25519 (none for a domain
+        that has none or does not exist)."""
+        ...
+    async def activate_dkim_key(self, domain: str, selector: str) -> DkimKey:
+        """Make a stored key the active one of its algorithm (rollback, or a rotation whose
+        DNS record went out first). NONEXISTENT without that key."""
+        ...
+    async def remove_dkim_key(self, domain: str, selector: str) -> DkimKey:
+        """Forget a key (an active one too: its algorithm then signs nothing); returns it.
+        NONEXISTENT without that key."""
         ...
 
     async def add_alias(self, domain: str, local_key: str, localpart: str, target: str) -> None: ...

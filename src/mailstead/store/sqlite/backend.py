@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -35,6 +36,8 @@ from mailstead.store.api import (
     CopyResult,
     DeliveryOutcome,
     DeliveryRequest,
+    DkimKey,
+    DkimKeyAlgorithm,
     Domain,
     ExpungeResult,
     FlagOp,
@@ -70,6 +73,10 @@ _MAILBOX_COLUMNS = (
 )
 SEEN = "\\Seen"
 DELETED = "\\Deleted"
+_DKIM_COLUMNS = (
+    "k.id, d.name, k.selector, k.algorithm, k.private_key, k.public_key, k.created, k.active"
+)
+_DKIM_ALGORITHMS = ("rsa", "ed25519")
 _MESSAGE_COLUMNS = (
     "mailbox_id, uid, modseq, flags, internal_date, size, blob_id, subject, from_, to_, date,"
     " message_id, structure"
@@ -135,6 +142,7 @@ class SQLiteStore:
         if self._opened:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(self.path)
         conn = self._connect()
         try:
             migrate(conn)
@@ -405,6 +413,92 @@ class SQLiteStore:
                 raise StoreError(StoreErrorCode.NONEXISTENT, f"no app password {name!r}")
 
         await self._write(job)
+
+    async def add_dkim_key(
+        self,
+        domain: str,
+        selector: str,
+        algorithm: DkimKeyAlgorithm,
+        private_key: str,
+        public_key: str,
+        *,
+        active: bool = True,
+    ) -> DkimKey:
+        if algorithm not in _DKIM_ALGORITHMS:
+            raise StoreError(StoreErrorCode.INVALID, f"unknown DKIM algorithm {algorithm!r}")
+        selector = selector.lower()
+        now = int(time.time())
+
+        def job(conn: sqlite3.Connection) -> DkimKey:
+            domain_id = _domain_id(conn, domain)
+            if active:
+                conn.execute(
+                    "UPDATE dkim_keys SET active = 0 WHERE domain_id = ? AND algorithm = ?",
+                    (domain_id, algorithm),
+                )
+            try:
+                cur = conn.execute(
+                    "INSERT INTO dkim_keys(domain_id, selector, algorithm, private_key,"
+                    " public_key, created, active) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (domain_id, selector, algorithm, private_key, public_key, now, int(active)),
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(
+                    StoreErrorCode.ALREADYEXISTS, f"{domain} has a DKIM key {selector!r}"
+                ) from None
+            assert cur.lastrowid is not None
+            return DkimKey(
+                cur.lastrowid, domain, selector, algorithm, private_key, public_key, now, active
+            )
+
+        return await self._write(job)
+
+    async def list_dkim_keys(self, domain: str | None = None) -> list[DkimKey]:
+        def job(conn: sqlite3.Connection) -> list[DkimKey]:
+            sql = f"SELECT {_DKIM_COLUMNS} FROM dkim_keys k JOIN domains d ON d.id = k.domain_id"
+            params: tuple[Any, ...] = ()
+            if domain is not None:
+                sql += " WHERE d.name = ?"
+                params = (domain,)
+            sql += " ORDER BY d.name, k.created, k.id"
+            return [_dkim_key(row) for row in conn.execute(sql, params)]
+
+        return await self._read(job)
+
+    async def active_dkim_keys(self, domain: str) -> list[DkimKey]:
+        def job(conn: sqlite3.Connection) -> list[DkimKey]:
+            rows = conn.execute(
+                f"SELECT {_DKIM_COLUMNS} FROM dkim_keys k JOIN domains d ON d.id = k.domain_id"
+                " WHERE d.name = ? AND k.active ORDER BY k.algorithm = 'ed25519', k.id",
+                (domain,),
+            )
+            return [_dkim_key(row) for row in rows]
+
+        return await self._read(job)
+
+    async def activate_dkim_key(self, domain: str, selector: str) -> DkimKey:
+        selector = selector.lower()
+
+        def job(conn: sqlite3.Connection) -> DkimKey:
+            key = _dkim_key_named(conn, domain, selector)
+            conn.execute(
+                "UPDATE dkim_keys SET active = (id = ?) WHERE domain_id ="
+                " (SELECT domain_id FROM dkim_keys WHERE id = ?) AND algorithm = ?",
+                (key.id, key.id, key.algorithm),
+            )
+            return _dkim_key_named(conn, domain, selector)
+
+        return await self._write(job)
+
+    async def remove_dkim_key(self, domain: str, selector: str) -> DkimKey:
+        selector = selector.lower()
+
+        def job(conn: sqlite3.Connection) -> DkimKey:
+            key = _dkim_key_named(conn, domain, selector)
+            conn.execute("DELETE FROM dkim_keys WHERE id = ?", (key.id,))
+            return key
+
+        return await self._write(job)
 
     async def add_alias(self, domain: str, local_key: str, localpart: str, target: str) -> None:
         def job(conn: sqlite3.Connection) -> None:
@@ -1282,6 +1376,35 @@ def _app_passwords(conn: sqlite3.Connection, account_id: int) -> list[AppPasswor
         (account_id,),
     )
     return [AppPassword(*row) for row in rows]
+
+
+def _dkim_key(row: tuple[Any, ...]) -> DkimKey:
+    key_id, domain, selector, algorithm, private_key, public_key, created, active = row
+    return DkimKey(
+        key_id, domain, selector, algorithm, private_key, public_key, created, bool(active)
+    )
+
+
+def _dkim_key_named(conn: sqlite3.Connection, domain: str, selector: str) -> DkimKey:
+    row = conn.execute(
+        f"SELECT {_DKIM_COLUMNS} FROM dkim_keys k JOIN domains d ON d.id = k.domain_id"
+        " WHERE d.name = ? AND k.selector = ?",
+        (domain, selector),
+    ).fetchone()
+    if row is None:
+        raise StoreError(StoreErrorCode.NONEXISTENT, f"{domain} has no DKIM key {selector!r}")
+    return _dkim_key(row)
+
+
+def _create_private(path: Path) -> None:
+    """Create a new database file readable by its owner only: it holds password hashes and DKIM
+    private keys (SQLite gives its -wal and -shm files the same mode). An existing file keeps
+    the mode it has."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _mailbox(row: tuple[Any, ...]) -> MailboxInfo:

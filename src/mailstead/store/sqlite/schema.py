@@ -146,6 +146,23 @@ MIGRATIONS: tuple[str, ...] = (
     );
     UPDATE blobs SET indexed = 0;
     """,
+    # 8: DKIM signing keys (RFC 6376, RFC 8463), per domain; at most one active key per
+    # algorithm signs, the others are kept for rotation. The private key is stored unencrypted:
+    # the database file is the secret (docs/decisions.md).
+    """
+    CREATE TABLE dkim_keys(
+        id INTEGER PRIMARY KEY,
+        domain_id INTEGER NOT NULL REFERENCES domains(id) ON DELETE CASCADE,
+        selector TEXT NOT NULL,
+        algorithm TEXT NOT NULL CHECK (algorithm IN ('rsa', 'ed25519')),
+        private_key TEXT NOT NULL,        -- PKCS#8 PEM
+        public_key TEXT NOT NULL,         -- the DNS p= value (base64)
+        created INTEGER NOT NULL,
+        active INTEGER NOT NULL DEFAULT 0,
+        UNIQUE(domain_id, selector)
+    );
+    CREATE UNIQUE INDEX dkim_keys_active ON dkim_keys(domain_id, algorithm) WHERE active;
+    """,
 )
 
 
