@@ -1,0 +1,50 @@
+"""The [dns] section: nameservers as "address:port", timeout and attempts."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailstead.config import ConfigError, load_config
+from mailstead.dns import StubResolver
+
+MINIMAL = '[server]\nhostname = "mail.example.test"\n'
+
+
+def load(tmp_path, text):
+    path = tmp_path / "mailstead.toml"
+    path.write_text(MINIMAL + text, encoding="utf-8")
+    return load_config(path)
+
+
+def test_defaults_use_the_system_nameservers(tmp_path):
+    dns = load(tmp_path, "").dns
+    assert (dns.nameservers, dns.timeout, dns.attempts) == ((), 5.0, 2)
+
+
+def test_values(tmp_path):
+    dns = load(
+        tmp_path,
+        '[dns]\nnameservers = ["127.0.0.1:5353", "[::1]:5353", "192.0.2.53", "2001:DB8::53"]\n'
+        'timeout = "1500ms"\nattempts = 3\n',
+    ).dns
+    assert dns.nameservers == ("127.0.0.1:5353", "[::1]:5353", "192.0.2.53:53", "[2001:db8::53]:53")
+    assert (dns.timeout, dns.attempts) == (1.5, 3)
+    resolver = StubResolver(dns.nameservers, timeout=dns.timeout, attempts=dns.attempts)
+    assert resolver.nameservers == list(dns.nameservers)
+    assert resolver.lifetime == pytest.approx(1.5 * 3 * 4)
+
+
+def test_every_problem_is_reported(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load(
+            tmp_path,
+            '[dns]\nnameservers = ["dns.example:53", 53, "127.0.0.1:0", "127.0.0.1", '
+            '"127.0.0.1:53"]\ntimeout = "0s"\nattempts = 0\n',
+        )
+    problems = "\n".join(info.value.problems)
+    assert "dns.nameservers[0]: 'dns.example:53' is not an IP address" in problems
+    assert 'dns.nameservers[1]: expected an "address:port" string, got 53' in problems
+    assert "dns.nameservers[2]: '127.0.0.1:0': port must be 1..65535" in problems
+    assert "dns.nameservers[4]: '127.0.0.1:53' is listed twice" in problems
+    assert "dns.timeout: must be more than zero" in problems
+    assert "dns.attempts: must be at least 1" in problems
