@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from mailstead.config import ConfigError, load_config
-from mailstead.dns import StubResolver
+from mailstead.dns import Status, StubResolver
 
 MINIMAL = '[server]\nhostname = "mail.example.test"\n'
 
@@ -48,3 +50,20 @@ def test_every_problem_is_reported(tmp_path):
     assert "dns.nameservers[4]: '127.0.0.1:53' is listed twice" in problems
     assert "dns.timeout: must be more than zero" in problems
     assert "dns.attempts: must be at least 1" in problems
+
+
+def test_empty_nameservers_read_resolv_conf(tmp_path):
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("search example.test\nnameserver 127.0.0.53\nnameserver ::1\n")
+    resolver = StubResolver((), timeout=1, attempts=2, resolv_conf=str(conf))
+    assert resolver.nameservers == ["127.0.0.53:53", "[::1]:53"]
+    assert resolver.lifetime == 4
+
+
+def test_no_nameservers_anywhere_is_a_temporary_failure_of_every_lookup(tmp_path):
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("# nothing\n")
+    resolver = StubResolver((), resolv_conf=str(conf))
+    answer = asyncio.run(resolver.mx("example.test"))
+    assert answer.status is Status.TEMPORARY
+    assert answer.detail.startswith("no nameservers ([dns] nameservers is empty;")

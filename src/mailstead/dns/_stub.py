@@ -119,7 +119,8 @@ class StubResolver:
     """The ``Resolver`` over real nameservers.
 
     ``nameservers`` are ``"host:port"`` strings (see ``parse_nameserver``); empty means those of
-    ``/etc/resolv.conf``. Each nameserver gets ``timeout`` seconds per query; a lookup goes
+    ``resolv_conf`` (only its nameservers are used; without any, every lookup is a temporary
+    failure that says so). Each nameserver gets ``timeout`` seconds per query; a lookup goes
     round the nameservers ``attempts`` times and gives up, as a temporary failure, after
     ``timeout * attempts * len(nameservers)`` seconds at most. Concurrent lookups of the same
     question share one query. ``clock`` (monotonic seconds) drives the cache; tests pass a
@@ -135,6 +136,7 @@ class StubResolver:
         max_ttl: int = DEFAULT_MAX_TTL,
         max_negative_ttl: int = DEFAULT_MAX_NEGATIVE_TTL,
         clock: Callable[[], float] = time.monotonic,
+        resolv_conf: str = "/etc/resolv.conf",
     ) -> None:
         if timeout <= 0 or attempts < 1:
             raise ValueError("timeout must be positive and attempts at least 1")
@@ -148,10 +150,10 @@ class StubResolver:
             resolver.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in servers]
         else:
             try:
-                resolver = dns.asyncresolver.Resolver(configure=True)
+                resolver = dns.asyncresolver.Resolver(filename=resolv_conf, configure=True)
             except dns.exception.DNSException as exc:
                 resolver = dns.asyncresolver.Resolver(configure=False)
-                self._setup_problem = f"no nameservers configured ([dns] nameservers, {exc})"
+                self._setup_problem = f"no nameservers ([dns] nameservers is empty; {exc})"
         resolver.cache = None  # ours keeps answers (with negative caching)
         resolver.use_edns(0, 0, EDNS_PAYLOAD)
         # RFC 6840 §5.7: AD in the query asks a validating resolver to say whether it validated.

@@ -167,9 +167,11 @@ def order_addresses(addresses: Collection[IPAddress]) -> tuple[IPAddress, ...]:
     return tuple(a for a in usable if a.version == 6) + tuple(a for a in usable if a.version == 4)
 
 
-def _unusable(addresses: Collection[IPAddress]) -> str:
-    dropped = [str(a) for a in addresses if a.is_unspecified or a.is_multicast]
-    return ", ".join(dropped)
+def _skipped(answer: Answer[IPAddress]) -> str:
+    """Why a host's address lookup gave nothing to connect to."""
+    if not answer.found:
+        return _why(answer)
+    return "unusable addresses " + ", ".join(str(a) for a in answer.records)
 
 
 def _address_literal(domain: str) -> IPAddress:
@@ -206,7 +208,7 @@ async def _smarthost_route(
     hop, answer = await _hop_for(smarthost.host, None, smarthost.port, resolver)
     if hop is None:
         # Permanent-looking answers too: a wrong smarthost name is ours to fix, not the sender's.
-        return _failure(domain, "4.4.3", f"smarthost {smarthost}: {_why(answer)}")
+        return _failure(domain, "4.4.3", f"smarthost {smarthost}: {_skipped(answer)}")
     notes = (f"smarthost {smarthost.host} is an alias of {hop.alias_of}",) if hop.alias_of else ()
     return Route(domain, "smarthost", (hop,), notes)
 
@@ -286,11 +288,7 @@ async def route(
     temporary: list[str] = []
     for (_, host), (hop, answer) in zip(ordered, results, strict=True):
         if hop is None:
-            why = (
-                _why(answer)
-                if not answer.found
-                else f"unusable addresses {_unusable(answer.records)}"
-            )
+            why = _skipped(answer)
             notes.append(f"MX host {host} skipped: {why}")
             if answer.temporary:
                 temporary.append(f"{host}: {why}")
