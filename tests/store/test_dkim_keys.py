@@ -221,3 +221,23 @@ def test_migration_8_adds_the_key_table_to_a_version_7_database(tmp_path):
         assert conn.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
         assert len(MIGRATIONS) >= 8
     conn.close()
+
+
+def test_activating_a_key_whose_selector_sorts_first(tmp_path):
+    """The swap is never seen half done by the one-active-key index, whatever the row order."""
+
+    async def body():
+        store = await _store(tmp_path)
+        try:
+            await store.add_dkim_key("example.org", "a", "rsa", PEM, "a")
+            await store.add_dkim_key("example.org", "z", "rsa", PEM, "z")
+            await store.activate_dkim_key("example.org", "a")
+            assert [k.selector for k in await store.active_dkim_keys("example.org")] == ["a"]
+            await store.activate_dkim_key("example.org", "z")
+            assert [k.selector for k in await store.active_dkim_keys("example.org")] == ["z"]
+            await store.activate_dkim_key("example.org", "z")  # already active: no change
+            assert [k.selector for k in await store.active_dkim_keys("example.org")] == ["z"]
+        finally:
+            await store.close()
+
+    run(body())

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "mailstead.cli.serve_cmd",
     "mailstead.cli.directory_cmd",
     "mailstead.cli.mailbox_cmd",
+    "mailstead.cli.dkim_cmd",
 )
 
 

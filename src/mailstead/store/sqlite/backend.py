@@ -481,11 +481,13 @@ class SQLiteStore:
 
         def job(conn: sqlite3.Connection) -> DkimKey:
             key = _dkim_key_named(conn, domain, selector)
+            # two statements: the unique index is checked row by row during an UPDATE
             conn.execute(
-                "UPDATE dkim_keys SET active = (id = ?) WHERE domain_id ="
-                " (SELECT domain_id FROM dkim_keys WHERE id = ?) AND algorithm = ?",
-                (key.id, key.id, key.algorithm),
+                "UPDATE dkim_keys SET active = 0 WHERE active AND algorithm = ? AND domain_id ="
+                " (SELECT domain_id FROM dkim_keys WHERE id = ?)",
+                (key.algorithm, key.id),
             )
+            conn.execute("UPDATE dkim_keys SET active = 1 WHERE id = ?", (key.id,))
             return _dkim_key_named(conn, domain, selector)
 
         return await self._write(job)
