@@ -15,6 +15,7 @@ from mailstead.directory.service import (
     NormalizedAddress,
     RecipientStatus,
     Resolution,
+    answer_credentials,
     normalize_address,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "NormalizedAddress",
     "RecipientStatus",
     "Resolution",
+    "answer_credentials",
     "app_password_label",
     "generate_app_password",
     "hash_password",

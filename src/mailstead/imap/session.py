@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from mailstead import sasl
-from mailstead.directory import Directory
+from mailstead.directory import Directory, answer_credentials
 from mailstead.imap import names
 from mailstead.imap.context import (
     MAX_CONTEXTS,
@@ -305,33 +305,24 @@ class ImapSession:
         tag, server = self._auth_tag, self._sasl
         assert tag is not None
         assert server is not None
-        while True:
-            if isinstance(step, sasl.NeedPassword | sasl.NeedScram):
-                self._sasl_user = step.authcid
-            if isinstance(step, sasl.NeedPassword):
-                result = await self.directory.authenticate_detailed(step.authcid, step.password)
-                step = server.password_checked(None if result is None else result.account)
-            elif isinstance(step, sasl.NeedScram):
-                found = await self.directory.scram_lookup(step.authcid)
-                step = server.scram_credentials(*(found[1], found[0]) if found else (None,))
-            elif isinstance(step, sasl.Challenge):
-                self._send(r.continuation(base64.b64encode(step.data)))
+        if isinstance(step, sasl.NeedPassword | sasl.NeedScram):
+            self._sasl_user = step.authcid
+            step = await answer_credentials(self.directory, server, step)
+        if isinstance(step, sasl.Challenge):
+            self._send(r.continuation(base64.b64encode(step.data)))
+            return Action.AUTHENTICATE
+        if isinstance(step, sasl.Success):
+            self._sasl_success = step
+            if step.final_data:  # SCRAM's server-final: sent, then the client says ""
+                self._send(r.continuation(base64.b64encode(step.final_data)))
                 return Action.AUTHENTICATE
-            elif isinstance(step, sasl.Success):
-                if step.final_data:  # SCRAM's server-final: sent, then the client says ""
-                    self._sasl_success = step
-                    self._send(r.continuation(base64.b64encode(step.final_data)))
-                    return Action.AUTHENTICATE
-                self._sasl_success = step
-                return await self._sasl_finish(tag)
-            else:
-                self._record_failure(self._sasl_user)
-                log_event(log, "imap.login_failed", logging.WARNING, client=self.peer,
-                          user=self._sasl_user)  # fmt: skip
-                return self._sasl_end(
-                    tag, "Invalid SASL response" if step.malformed else "Authentication failed",
-                    bad=step.malformed,
-                )
+            return await self._sasl_finish(tag)
+        assert isinstance(step, sasl.Failure)
+        self._record_failure(self._sasl_user)
+        log_event(log, "imap.login_failed", logging.WARNING, client=self.peer,
+                  user=self._sasl_user)  # fmt: skip
+        text = "Invalid SASL response" if step.malformed else "Authentication failed"
+        return self._sasl_end(tag, text, bad=step.malformed)
 
     async def _sasl_finish(self, tag: str) -> Action:
         success = self._sasl_success

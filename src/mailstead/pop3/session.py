@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailstead import sasl
-from mailstead.directory import Directory
+from mailstead.directory import Directory, answer_credentials
 from mailstead.observability.log import log_event
 from mailstead.pop3.maildrop import Maildrop, MaildropLocks, NoSuchMessage
 from mailstead.protocols.pop3 import AuthResponse, ServerCore, State, replies
@@ -310,17 +310,9 @@ class Pop3Session:
             if isinstance(step, sasl.Challenge):
                 self.core.send(replies.challenge(step.data))
                 return Action.AUTH
-            if isinstance(step, sasl.NeedPassword):
+            if isinstance(step, sasl.NeedPassword | sasl.NeedScram):
                 self._sasl_user = step.authcid
-                account = await self.directory.authenticate(step.authcid, step.password)
-                step = server.password_checked(account)
-            elif isinstance(step, sasl.NeedScram):
-                self._sasl_user = step.authcid
-                found = await self.directory.scram_lookup(step.authcid)
-                if found is None:  # goes on with a fake salt: no hint that nobody is there
-                    step = server.scram_credentials(None)
-                else:
-                    step = server.scram_credentials(found[1], found[0])
+                step = await answer_credentials(self.directory, server, step)
             elif isinstance(step, sasl.Success):
                 if step.final_data is not None and self._sasl_success is None:
                     # RFC 4422 §4: no room for data in +OK: a last challenge, answered empty

@@ -148,14 +148,15 @@ class SaslServer:
         self._turn(_Expect.RESPONSE)
         return self._receive(data)
 
-    def password_checked(self, account: object | None) -> Step:
+    def password_checked(self, account: object | None, credential: str | None = None) -> Step:
         """The directory's answer to :class:`NeedPassword`: the account, or None if the
-        password is wrong (or the user unknown, or disabled)."""
+        password is wrong (or the user unknown, or disabled); ``credential`` names which of the
+        account's passwords it was (reported in :class:`Success`)."""
         self._turn(_Expect.PASSWORD)
         if account is None:
             return self._fail(INVALID_CREDENTIALS)
         self._expect = _Expect.DONE
-        return Success(self._authcid, self._authzid or self._authcid, account, None)
+        return Success(self._authcid, self._authzid or self._authcid, account, None, credential)
 
     def scram_credentials(
         self, creds: scram.ScramCredentials | None, account: object | None = None

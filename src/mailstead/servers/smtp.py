@@ -31,7 +31,7 @@ from typing import Any
 
 from mailstead import sasl
 from mailstead.delivery import Envelope, LocalDelivery, Recipient, Spool
-from mailstead.directory import Directory, RecipientStatus, Resolution
+from mailstead.directory import Directory, RecipientStatus, Resolution, answer_credentials
 from mailstead.directory.service import DirectoryError, normalize_address
 from mailstead.message.addresses import parse_address_list
 from mailstead.message.headers import get_all, parse_header_fields, split_header_body
@@ -247,6 +247,11 @@ class AuthExchange:
         if found is None:  # goes on with a fake salt: no hint that nobody is there
             return self._step(self.server.scram_credentials(None))
         return self._step(self.server.scram_credentials(found[1], found[0]))
+
+    def resume(self, step: sasl.Step) -> AuthQuestion:
+        """Go on after the shell answered the credential questions itself
+        (:func:`mailstead.directory.answer_credentials`)."""
+        return self._step(step)
 
     def accept(self, success: sasl.Success) -> None:
         """235: the client is authenticated."""
@@ -470,15 +475,11 @@ class SMTPSession(StreamSession):
         directory = self.state.directory
         try:
             while question is not None:
-                if isinstance(question, sasl.NeedPassword):
-                    result = await directory.authenticate_detailed(
-                        question.authcid, question.password
-                    )
-                    self._credential = result.credential if result else ""
-                    question = exchange.password_checked(result.account if result else None)
-                elif isinstance(question, sasl.NeedScram):
-                    found = await directory.scram_lookup(question.authcid)
-                    question = exchange.scram_credentials(found)
+                if isinstance(question, sasl.NeedPassword | sasl.NeedScram):
+                    step = await answer_credentials(directory, exchange.server, question)
+                    if isinstance(step, sasl.Success):
+                        self._credential = step.credential or ""
+                    question = exchange.resume(step)
                 else:
                     self._auth_succeeded(exchange, question)
                     question = None
