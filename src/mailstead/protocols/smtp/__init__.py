@@ -1,9 +1,12 @@
-"""Sans-IO SMTP (RFC 5321): the server core, the command/reply grammar and the reply catalogue.
+"""Sans-IO SMTP (RFC 5321): the server core, the client core, the command/reply grammar and the
+reply catalogue.
 
-Pure: no asyncio, no sockets, no TLS, no clock. ``servers.smtp`` wires `ServerCore` to the network.
+Pure: no asyncio, no sockets, no TLS, no clock. ``servers.smtp`` wires `ServerCore` to the network,
+``outbound.sender`` wires `ClientCore` (the client's events and types are in `client`).
 """
 
-from . import replies
+from . import client, replies
+from .client import ClientCore, ClientSettings
 from .events import (
     NEED_DATA,
     PAUSED,
@@ -35,6 +38,8 @@ __all__ = [
     "AuthAborted",
     "AuthResponse",
     "AuthStart",
+    "ClientCore",
+    "ClientSettings",
     "CloseConnection",
     "DataChunk",
     "Event",
@@ -54,6 +59,7 @@ __all__ = [
     "ServerSettings",
     "StartTLS",
     "State",
+    "client",
     "format_reply",
     "parse_reply",
     "replies",
