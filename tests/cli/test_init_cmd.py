@@ -131,3 +131,27 @@ def test_domain_is_added_through_the_directory_commands(tmp_path, monkeypatch, c
     assert status == 0
     assert calls == [(tmp_path / "mailstead.toml", "example.test")]
     assert "Added domain example.test" in capsys.readouterr().out
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path, monkeypatch, capsys):
+    """`mailstead config show | head -1`: the reader went away; no traceback, exit 141."""
+    data = tmp_path / "data"
+    made = mailstead("init", "--dev", "--data", str(data), "--domain", "example.test")
+    assert made.returncode == 0
+    spare = (tmp_path / "stdout").open("w")
+
+    class ClosedPipe:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self) -> int:
+            return spare.fileno()
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    status = main(["config", "show", "--config", str(data / "mailstead.toml")])
+    spare.close()
+    assert status == 141
+    assert "Traceback" not in capsys.readouterr().err
