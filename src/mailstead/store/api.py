@@ -38,6 +38,13 @@ __all__ = [
     "MailboxInfo",
     "MessageFlags",
     "MessageInfo",
+    "QueueItem",
+    "QueueRecipient",
+    "QueueRecipientRequest",
+    "QueueRequest",
+    "QueueState",
+    "QueueUpdate",
+    "ReportAction",
     "Store",
     "StoreError",
     "StoreErrorCode",
@@ -285,6 +292,108 @@ class DeliveryOutcome:
         return all(e is None for e in self.errors)
 
 
+class QueueState(enum.Enum):
+    """Where one queued recipient stands (docs/queue.md)."""
+
+    PENDING = "pending"  # not tried yet
+    DEFERRED = "deferred"  # tried, failed temporarily; tried again at next_attempt
+    DELIVERED = "delivered"  # a remote server took responsibility (2xx)
+    FAILED = "failed"  # refused permanently, or expired
+
+    @property
+    def active(self) -> bool:
+        return self in (QueueState.PENDING, QueueState.DEFERRED)
+
+
+ReportAction = Literal["failed", "delayed", "delivered", "relayed"]
+"""What a delivery status notification owed to the sender says about a recipient
+(RFC 3464 §2.3.3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRecipientRequest:
+    """One recipient to queue, with its DSN parameters (RFC 3461 §4.1, §4.2)."""
+
+    address: str
+    notify: tuple[str, ...] | None = None  # None: NOTIFY not given
+    orcpt: tuple[str, str] | None = None  # (addr-type, address as received, xtext)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRequest:
+    """A message for remote recipients: stored once (a content-addressed blob), one row per
+    recipient. ``queue_id`` is the caller's (the SMTP transaction's id, so logs match)."""
+
+    queue_id: str
+    raw: bytes
+    mail_from: str  # "" for the null sender
+    recipients: Sequence[QueueRecipientRequest]
+    queued_at: float
+    envid: str | None = None
+    ret: Literal["FULL", "HDRS"] | None = None
+    smtputf8: bool = False
+    body: str | None = None
+    origin: str = ""
+    held: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRecipient:
+    """One queued recipient and its delivery state."""
+
+    id: int
+    address: str
+    domain: str
+    state: QueueState
+    attempts: int
+    next_attempt: float
+    last_attempt: float | None
+    last_error: str | None
+    status: str | None
+    remote_mta: str | None
+    notify: tuple[str, ...] | None
+    orcpt: tuple[str, str] | None
+    delay_warned: bool
+    report: ReportAction | None  # a report owed to the sender, not yet made
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    """A queued message: its envelope and (some of) its recipients; the content is read with
+    ``read_blob(blob_id)``."""
+
+    queue_id: str
+    blob_id: int
+    size: int
+    mail_from: str
+    envid: str | None
+    ret: Literal["FULL", "HDRS"] | None
+    smtputf8: bool
+    body: str | None
+    origin: str
+    queued_at: float
+    held: bool
+    recipients: tuple[QueueRecipient, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueUpdate:
+    """The outcome of one attempt for one recipient, as absolute values (recording it twice
+    changes nothing). A recipient already delivered or failed is never changed again.
+    ``report`` None keeps a report already owed; a value replaces it."""
+
+    recipient_id: int
+    state: QueueState
+    attempts: int
+    next_attempt: float
+    last_attempt: float | None = None
+    last_error: str | None = None
+    status: str | None = None
+    remote_mta: str | None = None
+    delay_warned: bool = False
+    report: ReportAction | None = None
+
+
 class Store(Protocol):
     """Storage for the directory and the mailboxes. All methods are coroutines; writes are durable
     (fsync'd, group-committed) when they return."""
@@ -428,4 +537,49 @@ class Store(Protocol):
     async def claim_recent(self, mailbox_id: int, up_to_uid: int, *, claim: bool) -> int:
         """IMAP4rev1 \\Recent (RFC 3501 §2.3.2): the first UID that is recent. With ``claim``,
         the UIDs below ``up_to_uid`` stop being recent for every other session."""
+        ...
+
+    # -- outbound queue ----------------------------------------------------------------------
+    async def enqueue(
+        self, request: QueueRequest, *, local: DeliveryRequest | None = None
+    ) -> DeliveryOutcome | None:
+        """Queue ``request`` durably. With ``local``, that delivery is made in the same
+        transaction (one reply to DATA covers both): when it is refused as a whole
+        (``all_or_nothing``), nothing is queued either; its outcome is returned.
+        ALREADYEXISTS if the queue id is taken, INVALID without recipients."""
+        ...
+    async def due_queue_items(self, now: float, limit: int = 1000) -> list[QueueItem]:
+        """Messages with recipients due at ``now`` (pending or deferred, ``next_attempt`` past,
+        message not held), each with only those recipients; earliest first, at most ``limit``
+        recipients in all."""
+        ...
+    async def next_queue_attempt(self) -> float | None:
+        """The earliest ``next_attempt`` of a recipient that can be tried (not held)."""
+        ...
+    async def record_queue_results(self, updates: Sequence[QueueUpdate]) -> None:
+        """Record attempts' outcomes durably; a message whose recipients are all done and owe
+        no report is removed (its blob released)."""
+        ...
+    async def owed_reports(self, limit: int = 100) -> list[QueueItem]:
+        """Messages with reports owed to their senders, each with only those recipients."""
+        ...
+    async def settle_reports(
+        self, recipient_ids: Sequence[int], dsn: QueueRequest | None = None
+    ) -> None:
+        """The reports of ``recipient_ids`` are made: forget them, and queue ``dsn`` (the
+        report, for a remote sender) in the same transaction. Finished messages are removed."""
+        ...
+    async def list_queue(self) -> list[QueueItem]:
+        """Every queued message with all its recipients, oldest first."""
+        ...
+    async def get_queue_item(self, queue_id: str) -> QueueItem | None: ...
+    async def hold_queue_item(self, queue_id: str, held: bool) -> None:
+        """Hold (no delivery attempts) or release a message; NONEXISTENT without it."""
+        ...
+    async def retry_queue(self, queue_id: str | None, now: float) -> int:
+        """Make the unfinished recipients of one message (or of all: None) due at ``now``;
+        returns how many. NONEXISTENT for an unknown id."""
+        ...
+    async def delete_queue_item(self, queue_id: str) -> None:
+        """Drop a message without a report; NONEXISTENT without it."""
         ...

@@ -46,6 +46,11 @@ from mailstead.store.api import (
     MailboxInfo,
     MessageFlags,
     MessageInfo,
+    QueueItem,
+    QueueRecipient,
+    QueueRequest,
+    QueueState,
+    QueueUpdate,
     TextScope,
 )
 from mailstead.store.errors import StoreError, StoreErrorCode
@@ -1082,6 +1087,201 @@ class SQLiteStore:
 
         return await self._read(job)
 
+    # -- outbound queue ----------------------------------------------------------------------
+    def _prepare_blob(self, raw: bytes) -> _Blob:
+        """Hash and compress content that is not a mailbox message (nothing to parse)."""
+        compressor = getattr(self._local, "zstd", None)
+        if compressor is None:
+            compressor = zstandard.ZstdCompressor(level=self._compression_level)
+            self._local.zstd = compressor
+        compressed = compressor.compress(raw)
+        codec, data = (CODEC_ZSTD, compressed) if len(compressed) < len(raw) else (CODEC_RAW, raw)
+        return _Blob(hashlib.sha256(raw).digest(), len(raw), codec, data)
+
+    async def _prepared_blob(self, raw: bytes) -> _Blob:
+        if len(raw) <= INLINE_PREPARE_LIMIT:
+            return self._prepare_blob(raw)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._prepare_blob, raw)
+
+    async def enqueue(
+        self, request: QueueRequest, *, local: DeliveryRequest | None = None
+    ) -> DeliveryOutcome | None:
+        if not request.recipients:
+            raise StoreError(StoreErrorCode.INVALID, "a queued message needs recipients")
+        blob = await self._prepared_blob(request.raw)
+        prepared: _Prepared | None = None
+        envelope = ""
+        if local is not None and local.targets:
+            if len(local.raw) <= INLINE_PREPARE_LIMIT:
+                prepared = self._prepare(local.raw)
+            else:
+                loop = asyncio.get_running_loop()
+                prepared = await loop.run_in_executor(self._readers, self._prepare, local.raw)
+            envelope = json.dumps(local.envelope, separators=(",", ":"), ensure_ascii=False)
+
+        def job(conn: sqlite3.Connection) -> tuple[DeliveryOutcome | None, list[int]]:
+            outcome: DeliveryOutcome | None = None
+            touched: list[int] = []
+            if local is not None and prepared is not None:
+                outcome, touched = _deliver(conn, local, prepared, envelope)
+                if local.all_or_nothing and not outcome.ok:
+                    return outcome, []
+            elif local is not None:
+                outcome = DeliveryOutcome((), ())
+            _enqueue(conn, request, blob)
+            return outcome, touched
+
+        outcome, touched = await self._write(job)
+        if touched:
+            self.feed.publish(touched)
+        return outcome
+
+    async def due_queue_items(self, now: float, limit: int = 1000) -> list[QueueItem]:
+        def job(conn: sqlite3.Connection) -> list[QueueItem]:
+            rows = conn.execute(
+                f"SELECT r.message_id, {_QUEUE_RECIPIENT_COLUMNS} FROM queue_recipients r"
+                " JOIN queue_messages q ON q.id = r.message_id"
+                " WHERE r.state IN ('pending', 'deferred') AND r.next_attempt <= ?"
+                " AND NOT q.held ORDER BY r.next_attempt, r.id LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            return _queue_items(conn, rows)
+
+        return await self._read(job)
+
+    async def next_queue_attempt(self) -> float | None:
+        def job(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(
+                "SELECT min(r.next_attempt) FROM queue_recipients r"
+                " JOIN queue_messages q ON q.id = r.message_id"
+                " WHERE r.state IN ('pending', 'deferred') AND NOT q.held"
+            ).fetchone()
+            return None if row[0] is None else float(row[0])
+
+        return await self._read(job)
+
+    async def record_queue_results(self, updates: Sequence[QueueUpdate]) -> None:
+        if not updates:
+            return
+
+        def job(conn: sqlite3.Connection) -> None:
+            messages: set[int] = set()
+            for u in updates:
+                row = conn.execute(
+                    "UPDATE queue_recipients SET state = ?, attempts = ?, next_attempt = ?,"
+                    " last_attempt = coalesce(?, last_attempt),"
+                    " last_error = coalesce(?, last_error), status = coalesce(?, status),"
+                    " remote_mta = coalesce(?, remote_mta), delay_warned = ?,"
+                    " report = coalesce(?, report)"
+                    " WHERE id = ? AND state IN ('pending', 'deferred') RETURNING message_id",
+                    (u.state.value, u.attempts, u.next_attempt, u.last_attempt, u.last_error,
+                     u.status, u.remote_mta, int(u.delay_warned), u.report, u.recipient_id),
+                ).fetchone()  # fmt: skip
+                if row is not None:
+                    messages.add(row[0])
+            _remove_finished(conn, messages)
+
+        await self._write(job)
+
+    async def owed_reports(self, limit: int = 100) -> list[QueueItem]:
+        def job(conn: sqlite3.Connection) -> list[QueueItem]:
+            rows = conn.execute(
+                f"SELECT r.message_id, {_QUEUE_RECIPIENT_COLUMNS} FROM queue_recipients r"
+                " WHERE r.report IS NOT NULL ORDER BY r.message_id, r.id LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return _queue_items(conn, rows)
+
+        return await self._read(job)
+
+    async def settle_reports(
+        self, recipient_ids: Sequence[int], dsn: QueueRequest | None = None
+    ) -> None:
+        blob = await self._prepared_blob(dsn.raw) if dsn is not None else None
+
+        def job(conn: sqlite3.Connection) -> None:
+            messages: set[int] = set()
+            for recipient_id in recipient_ids:
+                row = conn.execute(
+                    "UPDATE queue_recipients SET report = NULL WHERE id = ? RETURNING message_id",
+                    (recipient_id,),
+                ).fetchone()
+                if row is not None:
+                    messages.add(row[0])
+            if dsn is not None and blob is not None:
+                _enqueue(conn, dsn, blob)
+            _remove_finished(conn, messages)
+
+        await self._write(job)
+
+    async def list_queue(self) -> list[QueueItem]:
+        def job(conn: sqlite3.Connection) -> list[QueueItem]:
+            rows = conn.execute(
+                f"SELECT r.message_id, {_QUEUE_RECIPIENT_COLUMNS} FROM queue_recipients r"
+                " ORDER BY r.message_id, r.id"
+            ).fetchall()
+            return _queue_items(conn, rows)
+
+        return await self._read(job)
+
+    async def get_queue_item(self, queue_id: str) -> QueueItem | None:
+        def job(conn: sqlite3.Connection) -> QueueItem | None:
+            rows = conn.execute(
+                f"SELECT r.message_id, {_QUEUE_RECIPIENT_COLUMNS} FROM queue_recipients r"
+                " JOIN queue_messages q ON q.id = r.message_id WHERE q.queue_id = ?"
+                " ORDER BY r.id",
+                (queue_id,),
+            ).fetchall()
+            items = _queue_items(conn, rows)
+            return items[0] if items else None
+
+        return await self._read(job)
+
+    async def hold_queue_item(self, queue_id: str, held: bool) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "UPDATE queue_messages SET held = ? WHERE queue_id = ?", (int(held), queue_id)
+            )
+            if cur.rowcount == 0:
+                raise StoreError(StoreErrorCode.NONEXISTENT, f"no queued message {queue_id}")
+
+        await self._write(job)
+
+    async def retry_queue(self, queue_id: str | None, now: float) -> int:
+        def job(conn: sqlite3.Connection) -> int:
+            if queue_id is None:
+                cur = conn.execute(
+                    "UPDATE queue_recipients SET next_attempt = ?"
+                    " WHERE state IN ('pending', 'deferred') AND next_attempt > ?",
+                    (now, now),
+                )
+                return cur.rowcount
+            row = conn.execute(
+                "SELECT id FROM queue_messages WHERE queue_id = ?", (queue_id,)
+            ).fetchone()
+            if row is None:
+                raise StoreError(StoreErrorCode.NONEXISTENT, f"no queued message {queue_id}")
+            cur = conn.execute(
+                "UPDATE queue_recipients SET next_attempt = min(next_attempt, ?)"
+                " WHERE message_id = ? AND state IN ('pending', 'deferred')",
+                (now, row[0]),
+            )
+            return cur.rowcount
+
+        return await self._write(job)
+
+    async def delete_queue_item(self, queue_id: str) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT id FROM queue_messages WHERE queue_id = ?", (queue_id,)
+            ).fetchone()
+            if row is None:
+                raise StoreError(StoreErrorCode.NONEXISTENT, f"no queued message {queue_id}")
+            _drop_queue_message(conn, row[0])
+
+        await self._write(job)
+
 
 # -- helpers run inside reader or writer threads ---------------------------------------------
 
@@ -1432,10 +1632,16 @@ def _check_integrity(conn: sqlite3.Connection) -> list[str]:
     problems = [row[0] for row in conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
     for blob_id, refs, actual in conn.execute(
         "SELECT b.id, b.refs, (SELECT count(*) FROM messages m WHERE m.blob_id = b.id)"
-        " FROM blobs b"
+        " + (SELECT count(*) FROM queue_messages q WHERE q.blob_id = b.id) FROM blobs b"
     ):
         if refs != actual:
             problems.append(f"blob {blob_id}: refs {refs} but {actual} message(s)")
+    for (missing,) in conn.execute(
+        "SELECT count(*) FROM queue_messages q LEFT JOIN blobs b ON b.id = q.blob_id"
+        " WHERE b.id IS NULL"
+    ):
+        if missing:
+            problems.append(f"{missing} queued message(s) without a blob")
     for (missing,) in conn.execute(
         "SELECT count(*) FROM messages m LEFT JOIN blobs b ON b.id = m.blob_id WHERE b.id IS NULL"
     ):
@@ -1463,3 +1669,150 @@ def _check_integrity(conn: sqlite3.Connection) -> list[str]:
         if used != real:
             problems.append(f"account {account_id}: used {used} but mailboxes hold {real}")
     return problems
+
+
+# -- outbound queue helpers -------------------------------------------------------------------
+
+_QUEUE_RECIPIENT_COLUMNS = (
+    "r.id, r.address, r.domain, r.state, r.attempts, r.next_attempt, r.last_attempt,"
+    " r.last_error, r.status, r.remote_mta, r.notify, r.orcpt, r.delay_warned, r.report"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Blob:
+    """Content made ready for the blobs table: digest, size, codec, stored bytes."""
+
+    digest: bytes
+    size: int
+    codec: int
+    data: bytes
+
+
+def _add_blob_ref(conn: sqlite3.Connection, blob: _Blob) -> int:
+    """The blob's id, inserted or with one more reference."""
+    row = conn.execute("SELECT id FROM blobs WHERE digest = ?", (blob.digest,)).fetchone()
+    if row is not None:
+        conn.execute("UPDATE blobs SET refs = refs + 1 WHERE id = ?", (row[0],))
+        blob_id: int = row[0]
+        return blob_id
+    cur = conn.execute(
+        "INSERT INTO blobs(digest, size, codec, data, refs) VALUES (?, ?, ?, ?, 1)",
+        (blob.digest, blob.size, blob.codec, blob.data),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def _recipient_domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def _enqueue(conn: sqlite3.Connection, request: QueueRequest, blob: _Blob) -> int:
+    blob_id = _add_blob_ref(conn, blob)
+    try:
+        cur = conn.execute(
+            "INSERT INTO queue_messages(queue_id, blob_id, size, mail_from, envid, ret,"
+            " smtputf8, body, origin, queued_at, held) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (request.queue_id, blob_id, blob.size, request.mail_from, request.envid,
+             request.ret, int(request.smtputf8), request.body, request.origin,
+             request.queued_at, int(request.held)),
+        )  # fmt: skip
+    except sqlite3.IntegrityError:
+        raise StoreError(
+            StoreErrorCode.ALREADYEXISTS, f"queue id {request.queue_id} exists"
+        ) from None
+    message_id = cur.lastrowid
+    assert message_id is not None
+    conn.executemany(
+        "INSERT INTO queue_recipients(message_id, address, domain, state, next_attempt,"
+        " notify, orcpt) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+        [
+            (
+                message_id,
+                r.address,
+                _recipient_domain(r.address),
+                request.queued_at,
+                None if r.notify is None else ",".join(r.notify),
+                None if r.orcpt is None else f"{r.orcpt[0]};{r.orcpt[1]}",
+            )
+            for r in request.recipients
+        ],
+    )
+    return message_id
+
+
+def _drop_queue_message(conn: sqlite3.Connection, message_id: int) -> None:
+    row = conn.execute(
+        "DELETE FROM queue_messages WHERE id = ? RETURNING blob_id", (message_id,)
+    ).fetchone()
+    if row is None:
+        return
+    conn.execute("DELETE FROM queue_recipients WHERE message_id = ?", (message_id,))
+    conn.execute("UPDATE blobs SET refs = refs - 1 WHERE id = ?", (row[0],))
+    conn.execute("DELETE FROM blobs WHERE id = ? AND refs <= 0", (row[0],))
+
+
+def _remove_finished(conn: sqlite3.Connection, message_ids: Iterable[int]) -> None:
+    """Drop the messages whose recipients are all delivered or failed and owe no report."""
+    for message_id in message_ids:
+        unfinished = conn.execute(
+            "SELECT 1 FROM queue_recipients WHERE message_id = ?"
+            " AND (state IN ('pending', 'deferred') OR report IS NOT NULL) LIMIT 1",
+            (message_id,),
+        ).fetchone()
+        if unfinished is None:
+            _drop_queue_message(conn, message_id)
+
+
+def _queue_items(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[QueueItem]:
+    """QueueItems for recipient rows (message id first), in the rows' order of messages."""
+    by_message: dict[int, list[QueueRecipient]] = {}
+    for row in rows:
+        by_message.setdefault(row[0], []).append(_queue_recipient(row[1:]))
+    if not by_message:
+        return []
+    wanted = json.dumps(list(by_message))
+    messages = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            "SELECT id, queue_id, blob_id, size, mail_from, envid, ret, smtputf8, body, origin,"
+            " queued_at, held FROM queue_messages WHERE id IN (SELECT value FROM json_each(?))",
+            (wanted,),
+        )
+    }
+    items = []
+    for message_id, recipients in by_message.items():
+        m = messages.get(message_id)
+        if m is None:
+            continue
+        queue_id, blob_id, size, mail_from, envid, ret, smtputf8, body, origin, queued, held = m
+        item = QueueItem(queue_id, blob_id, size, mail_from, envid, ret, bool(smtputf8), body,
+                         origin, float(queued), bool(held), tuple(recipients))  # fmt: skip
+        items.append(item)
+    return items
+
+
+def _queue_recipient(row: Sequence[Any]) -> QueueRecipient:
+    (rid, address, domain, state, attempts, next_attempt, last_attempt, last_error, status,
+     remote_mta, notify, orcpt, delay_warned, report) = row  # fmt: skip
+    orcpt_pair: tuple[str, str] | None = None
+    if orcpt is not None:
+        kind, _, value = orcpt.partition(";")
+        orcpt_pair = (kind, value)
+    return QueueRecipient(
+        id=rid,
+        address=address,
+        domain=domain,
+        state=QueueState(state),
+        attempts=attempts,
+        next_attempt=float(next_attempt),
+        last_attempt=None if last_attempt is None else float(last_attempt),
+        last_error=last_error,
+        status=status,
+        remote_mta=remote_mta,
+        notify=None if notify is None else tuple(n for n in notify.split(",") if n),
+        orcpt=orcpt_pair,
+        delay_warned=bool(delay_warned),
+        report=report,
+    )

@@ -163,6 +163,48 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE UNIQUE INDEX dkim_keys_active ON dkim_keys(domain_id, algorithm) WHERE active;
     """,
+    # 9: the outbound queue (docs/queue.md): one row per queued message (its content is a
+    # ref-counted blob like a mailbox message's) and one per recipient with its delivery state;
+    # ``report`` is a delivery status notification owed to the sender and not yet made.
+    """
+    CREATE TABLE queue_messages(
+        id INTEGER PRIMARY KEY,
+        queue_id TEXT NOT NULL UNIQUE,    -- the id in logs, replies and the CLI
+        blob_id INTEGER NOT NULL REFERENCES blobs(id),
+        size INTEGER NOT NULL,
+        mail_from TEXT NOT NULL,          -- '' is the null sender <>
+        envid TEXT,                       -- RFC 3461 ENVID, as received (xtext)
+        ret TEXT CHECK (ret IN ('FULL', 'HDRS')),
+        smtputf8 INTEGER NOT NULL DEFAULT 0,
+        body TEXT,                        -- BODY= of MAIL FROM (7BIT, 8BITMIME, BINARYMIME)
+        origin TEXT NOT NULL DEFAULT '',  -- submission, forward, dsn (for listings and logs)
+        queued_at REAL NOT NULL,
+        held INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE queue_recipients(
+        id INTEGER PRIMARY KEY,
+        message_id INTEGER NOT NULL REFERENCES queue_messages(id) ON DELETE CASCADE,
+        address TEXT NOT NULL,
+        domain TEXT NOT NULL,             -- the destination (lower case), for grouping
+        state TEXT NOT NULL CHECK (state IN ('pending', 'deferred', 'delivered', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt REAL NOT NULL,
+        last_attempt REAL,
+        last_error TEXT,                  -- the last reply, e.g. "451 4.3.0 Try later"
+        status TEXT,                      -- its enhanced status code (RFC 3463)
+        remote_mta TEXT,
+        notify TEXT,                      -- RFC 3461 NOTIFY, comma-separated; NULL = not given
+        orcpt TEXT,                       -- RFC 3461 ORCPT as "type;address"
+        delay_warned INTEGER NOT NULL DEFAULT 0,
+        report TEXT CHECK (report IN ('failed', 'delayed', 'delivered', 'relayed'))
+    );
+    CREATE INDEX queue_recipients_message ON queue_recipients(message_id);
+    CREATE INDEX queue_recipients_due ON queue_recipients(next_attempt)
+        WHERE state IN ('pending', 'deferred');
+    CREATE INDEX queue_recipients_report ON queue_recipients(message_id)
+        WHERE report IS NOT NULL;
+    CREATE INDEX queue_messages_blob ON queue_messages(blob_id);
+    """,
 )
 
 
