@@ -25,7 +25,12 @@ ALLOWED: dict[str, set[str]] = {
     # the IMAP service layer: session logic over the store, answering the protocol core's commands
     "imap": {"store", "directory", "message", "protocols", "observability", "sasl", "security"},
     "pop3": {"store", "directory", "message", "protocols", "observability", "sasl", "security"},
-    "queue": {"store", "directory", "mailauth", "message", "observability"},
+    # the queue runner routes (dns, outbound.routing) and sends (outbound.sender) itself;
+    # outbound must therefore never import queue
+    "queue": {
+        "store", "directory", "mailauth", "message", "observability", "dns", "outbound",
+        "protocols",
+    },
     "filtering": {"store", "directory", "mailauth", "message", "observability"},
 }
 ANYTHING = {"servers", "outbound", "web", "cli", "testing"}

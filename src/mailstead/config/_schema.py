@@ -36,6 +36,7 @@ from mailstead.config._values import (
     TomlValue,
     UserName,
     expected,
+    format_duration,
     parse_listen_address,
     show,
 )
@@ -148,6 +149,33 @@ class NameserverList(Spec[tuple[str, ...]]):
 
     def to_toml(self, value: tuple[str, ...]) -> Any:
         return list(value)
+
+
+# --- list values of the [queue] section -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DurationList(Spec[tuple[float, ...]]):
+    """A non-empty list of positive durations ("1m", "1h", or seconds), in seconds."""
+
+    TYPE: ClassVar[str] = "list of durations"
+
+    def parse(self, value: Any, key: str) -> tuple[float, ...]:
+        if not isinstance(value, list) or not value:
+            raise expected(key, 'a non-empty list of durations ("1m", "1h")', value)
+        problems: list[str] = []
+        out: list[float] = []
+        for i, item in enumerate(value):
+            try:
+                out.append(Duration().parse(item, f"{key}[{i}]"))
+            except Invalid as exc:
+                problems += exc.problems
+        if problems:
+            raise Invalid(problems)
+        return tuple(out)
+
+    def to_toml(self, value: tuple[float, ...]) -> Any:
+        return [format_duration(v) for v in value]
 
 
 @dataclass(frozen=True)
@@ -460,6 +488,60 @@ class DNSConfig:
 
 
 @dataclass(frozen=True)
+class QueueConfig:
+    retry_schedule: tuple[float, ...] = setting(
+        ["1m", "5m", "15m", "30m", "1h"],
+        DurationList(),
+        "How long to wait after each failed attempt before the next one: the first entry "
+        "after the first attempt, and so on; after the last entry, its value again and again "
+        "(hourly by default). Temporary failures (4xx replies, no connection, timeouts, DNS "
+        "trouble) are retried; permanent ones (5xx) are reported at once.",
+    )
+    max_age: float = setting(
+        "5d",
+        Duration(),
+        "How long a message may stay in the queue. A recipient still failing temporarily after "
+        "that fails for good (status 4.4.7) and the sender gets a report (RFC 5321 §4.5.4.1 "
+        "suggests 4-5 days).",
+    )
+    delay_warning: float = setting(
+        "0s",
+        Duration(positive=False),
+        "Send the sender a delay warning (a DSN with action delayed) once a message has waited "
+        "this long for a recipient and is still being retried; one warning per recipient. "
+        '"0s" sends none. Recipients whose NOTIFY excludes DELAY never get one.',
+    )
+    concurrency: int = setting(
+        20,
+        Int(minimum=1, maximum=1000),
+        "Outgoing SMTP deliveries (connections) at once, in all.",
+    )
+    per_destination_concurrency: int = setting(
+        2,
+        Int(minimum=1, maximum=100),
+        "Outgoing deliveries at once to one destination domain.",
+    )
+    helo_name: str = setting(
+        "",
+        Hostname(),
+        'The name given in EHLO to other servers. "" uses server.hostname.',
+    )
+    connect_timeout: float = setting(
+        "30s",
+        Duration(),
+        "How long to wait for a TCP connection to a remote server before trying its next "
+        "address. The waits for replies follow RFC 5321 §4.5.3.2 (5 minutes for most, 10 for "
+        "the end of the data).",
+    )
+    remote_port: int = setting(
+        25,
+        Int(minimum=1, maximum=65535),
+        "The port of other servers' MX hosts. Always 25 on the Internet; another value only "
+        "makes sense in a test or lab network whose MX hosts all listen on another port.",
+    )
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = setting(
         "info",
@@ -505,6 +587,11 @@ class Config:
         DNSConfig,
         "The DNS resolver used for mail routing (MX) and sender checks, with a cache that "
         "respects TTLs (see docs/dns.md).",
+    )
+    queue: QueueConfig = section(
+        QueueConfig,
+        "The outbound queue: mail for other servers, retried with backoff, reported to the "
+        "sender when it fails (see docs/queue.md).",
     )
     log: LogConfig = section(LogConfig, "Logging.")
     # Not TOML keys: where the snapshot was loaded from.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import ssl
@@ -18,8 +19,14 @@ from pathlib import Path
 from mailstead.config import Config, ConfigError, load_config
 from mailstead.delivery import LocalDelivery
 from mailstead.directory import Directory
+from mailstead.dns import StubResolver
 from mailstead.observability.log import log_event, setup_logging
+from mailstead.outbound.sender import DEFAULT_TIMEOUTS
 from mailstead.protocols.smtp import ServerSettings
+from mailstead.queue.runner import QueueRunner, RunnerLimits
+from mailstead.queue.schedule import RetrySchedule
+from mailstead.queue.service import Queue, QueueSettings
+from mailstead.queue.transport import SmtpTransport
 from mailstead.security.bans import AuthFailureTracker
 from mailstead.security.tls import server_context
 from mailstead.servers.imap import IMAPLimits, IMAPService, IMAPServiceState
@@ -132,6 +139,36 @@ def auth_failure_tracker(config: Config) -> AuthFailureTracker:
     )
 
 
+def make_resolver(config: Config) -> StubResolver:
+    dns = config.dns
+    return StubResolver(dns.nameservers, timeout=dns.timeout, attempts=dns.attempts)
+
+
+def queue_settings(config: Config) -> QueueSettings:
+    queue = config.queue
+    return QueueSettings(
+        hostname=config.server.hostname,
+        schedule=RetrySchedule(queue.retry_schedule, queue.max_age),
+        delay_warning=queue.delay_warning,
+    )
+
+
+def queue_runner(config: Config, queue: Queue, resolver: StubResolver) -> QueueRunner:
+    settings = config.queue
+    hostname = config.server.hostname
+    transport = SmtpTransport(
+        resolver,
+        helo_name=settings.helo_name or hostname,
+        local_names=(hostname,),
+        port=settings.remote_port,
+        timeouts=dataclasses.replace(DEFAULT_TIMEOUTS, connect=settings.connect_timeout),
+    )
+    limits = RunnerLimits(
+        concurrency=settings.concurrency, per_destination=settings.per_destination_concurrency
+    )
+    return QueueRunner(queue, transport, limits)
+
+
 @dataclass(slots=True)
 class BoundAddresses:
     """Where each service actually listens (port 0 in the config picks a free port)."""
@@ -168,6 +205,10 @@ class MailServer:
             spool_dir=config.server.data_dir / "spool",
             submission=submission_policy(config, tls_available=self.tls_context is not None),
         )
+        self.resolver = make_resolver(config)
+        self.queue = Queue(self.store, self.directory, queue_settings(config))
+        self.queue_runner = queue_runner(config, self.queue, self.resolver)
+        self.smtp_state.queue = self.queue
         self.smtp = SMTPService(self.smtp_state)
         self.auth_failures = auth_failure_tracker(config)  # one for SMTP, IMAP and POP3
         self.smtp_state.auth_failures = self.auth_failures
@@ -213,6 +254,7 @@ class MailServer:
         self.bound = BoundAddresses(smtp=smtp, imap=imap, imaps=imaps, pop3=pop3, pop3s=pop3s,
                                     submission=submission, submissions=submissions)  # fmt: skip
         self._indexer = asyncio.get_running_loop().create_task(self._index_when_quiet())
+        self.queue_runner.start()
         log_event(
             log, "server.started", hostname=self.config.server.hostname, listen=self.bound.as_json()
         )
@@ -253,7 +295,10 @@ class MailServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._indexer
         await asyncio.gather(
-            self.smtp.shutdown(grace), self.imap.shutdown(grace), self.pop3.shutdown(grace)
+            self.smtp.shutdown(grace),
+            self.imap.shutdown(grace),
+            self.pop3.shutdown(grace),
+            self.queue_runner.stop(grace),
         )
         await self.store.close()
         log_event(log, "server.stopped")
@@ -289,6 +334,7 @@ class MailServer:
         self.pop3_state.hostname = new.server.hostname
         self.directory.recipient_delimiter = new.delivery.recipient_delimiter
         self.directory.max_alias_depth = new.delivery.max_alias_depth
+        self.queue.settings = queue_settings(new)
         self.config = new
         log_event(log, "config.reloaded", path=str(new.path))
         return True

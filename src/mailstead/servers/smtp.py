@@ -5,9 +5,9 @@
   with TLS from the first byte, RFC 8314): mail from our users' clients. AUTH (RFC 4954) is
   required before MAIL, and offered only over TLS (on loopback also without, when
   ``auth.allow_plaintext_on_loopback``); the user may send only as an address of their own (an
-  alias that delivers to them counts); local recipients are delivered at once, remote ones are
-  refused with a temporary error until the outbound queue exists; Date and Message-ID are added
-  when missing.
+  alias that delivers to them counts); local recipients are delivered at once, remote ones go
+  to the outbound queue (in the same durable commit); Date and Message-ID are added when
+  missing. On port 25, aliases with remote targets are forwarded through the queue too.
 
 The shell moves bytes, runs TLS, enforces time and connection limits, and turns the core's
 decision events into directory lookups and durable deliveries. It never parses SMTP itself.
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailstead import sasl
-from mailstead.delivery import Envelope, LocalDelivery, Recipient, Spool
+from mailstead.delivery import Envelope, LocalDelivery, Recipient, Spool, return_path_header
 from mailstead.directory import Directory, RecipientStatus, Resolution, answer_credentials
 from mailstead.directory.service import DirectoryError, normalize_address
 from mailstead.message.addresses import parse_address_list
@@ -59,10 +59,19 @@ from mailstead.protocols.smtp import (
     replies,
 )
 from mailstead.protocols.smtp.state import TRANSACTION_STATES
+from mailstead.queue.service import Queue
 from mailstead.security.bans import AuthFailureTracker
 from mailstead.security.limits import client_key
 from mailstead.servers.stream import StreamSession
-from mailstead.store import Account, StoreError, StoreErrorCode
+from mailstead.store import (
+    Account,
+    DeliveryOutcome,
+    DeliveryRequest,
+    DeliveryTarget,
+    QueueRecipientRequest,
+    StoreError,
+    StoreErrorCode,
+)
 
 log = logging.getLogger("mailstead.smtp")
 
@@ -169,6 +178,9 @@ class SMTPServiceState:
     submission: SubmissionPolicy = field(default_factory=SubmissionPolicy)
     # brute-force bans, shared with the other services when given (security.bans)
     auth_failures: AuthFailureTracker | None = None
+    # the outbound queue: remote recipients of submission and remote alias targets (None:
+    # refused with 451, as before the queue existed)
+    queue: Queue | None = None
     connections: int = 0
     per_ip: dict[str, int] = field(default_factory=dict)
     sessions: set[SMTPSession] = field(default_factory=set)
@@ -618,10 +630,12 @@ class SMTPSession(StreamSession):
             log.exception("directory lookup failed")
             core.reply(_TEMP_FAILURE)
             return
-        reply = self._rcpt_verdict(resolution, tx)
+        forwarding = self.state.queue is not None
+        reply = self._rcpt_verdict(resolution, tx, forwarding=forwarding)
         if self.submission and resolution.status is RecipientStatus.NOT_LOCAL:
-            # never relayed, never dropped: the client hears it (the outbound queue is issue 5)
-            reply = replies.remote_delivery_unavailable(event.forward_path)
+            # an authenticated user's remote recipient goes to the outbound queue; without a
+            # queue it is never relayed nor dropped: the client hears it
+            reply = None if forwarding else replies.remote_delivery_unavailable(event.forward_path)
         if reply is not None:
             tx.refused.append((event.forward_path, reply.code))
             core.reply(reply)
@@ -632,10 +646,12 @@ class SMTPSession(StreamSession):
         core.accept()
 
     @staticmethod
-    def _rcpt_verdict(resolution: Resolution, tx: _Transaction) -> Reply | None:
+    def _rcpt_verdict(
+        resolution: Resolution, tx: _Transaction, *, forwarding: bool = False
+    ) -> Reply | None:
         if resolution.status is not RecipientStatus.LOCAL:
             return RCPT_REPLIES[resolution.status]
-        if resolution.remote:
+        if resolution.remote and not forwarding:
             return _FORWARDING_UNAVAILABLE
         declared = tx.mail_params.size if tx.mail_params is not None else None
         for account in resolution.accounts:
@@ -677,7 +693,11 @@ class SMTPSession(StreamSession):
         )
         reply: Reply | None
         try:
-            outcome = await state.delivery.deliver(message, envelope)
+            remote = self._remote_recipients(tx)
+            if remote:
+                outcome = await self._enqueue(message, envelope, remote, queue_id)
+            else:
+                outcome = await state.delivery.deliver(message, envelope)
         except StoreError as exc:
             reply = STORE_ERROR_REPLIES.get(exc.code, _TEMP_FAILURE)
         except Exception:
@@ -694,6 +714,66 @@ class SMTPSession(StreamSession):
             core.reply(reply)
         self._log_transaction(tx, helo, queue_id, len(message), reply, started)
         tx.reset(state.spool_dir)
+
+    @staticmethod
+    def _remote_recipients(tx: _Transaction) -> list[QueueRecipientRequest]:
+        """What goes to the outbound queue: submission's remote recipients, and the remote
+        targets of aliases (each with the RCPT's NOTIFY, and its ORCPT or else the address the
+        client gave, RFC 3461 §5.2.1), each address once."""
+        out: dict[str, QueueRecipientRequest] = {}
+        for r in tx.recipients:
+            if r.resolution.status is RecipientStatus.NOT_LOCAL:
+                targets: tuple[str, ...] = (r.address,)
+                orcpt = r.orcpt
+            else:
+                targets = r.resolution.remote
+                orcpt = r.orcpt or ("rfc822", r.address)
+            notify = r.notify or None
+            for target in targets:
+                out.setdefault(target.lower(), QueueRecipientRequest(target, notify, orcpt))
+        return list(out.values())
+
+    async def _enqueue(
+        self,
+        message: bytes,
+        envelope: Envelope,
+        remote: list[QueueRecipientRequest],
+        queue_id: str,
+    ) -> DeliveryOutcome:
+        """Queue ``message`` for ``remote`` and deliver it to the local recipients in the same
+        transaction: one durable commit before the one reply to DATA."""
+        queue = self.state.queue
+        assert queue is not None
+        targets: list[DeliveryTarget] = []
+        seen: set[int] = set()
+        for recipient in envelope.recipients:
+            for account in recipient.resolution.accounts:
+                if account.id not in seen:
+                    seen.add(account.id)
+                    targets.append(DeliveryTarget(account.id))
+        local = None
+        if targets:
+            local = DeliveryRequest(
+                raw=return_path_header(envelope.mail_from) + message,
+                targets=targets,
+                internal_date=int(time.time()),
+                envelope=envelope.as_json(),
+            )
+        ret = envelope.ret.upper() if envelope.ret else None
+        _, outcome = await queue.enqueue(
+            message,
+            envelope.mail_from,
+            remote,
+            queue_id=queue_id,
+            envid=envelope.envid,
+            ret="FULL" if ret == "FULL" else "HDRS" if ret == "HDRS" else None,
+            smtputf8=envelope.smtputf8,
+            body=envelope.body,
+            origin="submission" if self.account is not None else "forward",
+            local=local,
+            sign=self.account is not None,  # never sign what came from outside
+        )
+        return outcome if outcome is not None else DeliveryOutcome((), ())
 
     def _log_transaction(
         self,

@@ -1,0 +1,182 @@
+"""Delivering queued messages over SMTP: route the destination domain (MX, RFC 5321 §5.1), walk
+the addresses with `Failover`, hand each message to :func:`mailstead.outbound.sender.send` and
+turn its replies into one `Attempt` per recipient.
+
+The next address or MX host is tried when a session failed before any recipient got a reply
+from the server (no connection, a 4xx or 5xx greeting, a 421, TLS trouble, a timeout); once a
+server has answered for a recipient, that answer stands for this attempt. Each message's
+outcome is recorded (``record``) before the next message is sent, so a delivered recipient is
+durable before anything else happens.
+
+For now every message gets its own connection: ``send`` reports its results when the whole
+session is over, and recording only then would let a crash lose the fact that earlier
+messages of the session were accepted (they would be sent twice). Messages to one
+destination go over one connection once the sender reports each message as it is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Protocol
+
+from mailstead.dns import Resolver
+from mailstead.observability.log import log_event
+from mailstead.outbound import sender
+from mailstead.outbound.routing import SMTP_PORT, Failover, Route, RouteFailure, Target, route
+from mailstead.outbound.sender import (
+    DEFAULT_TIMEOUTS,
+    MessageResult,
+    OutboundMessage,
+    OutboundRecipient,
+    RecipientStatus,
+    Timeouts,
+    TlsPolicy,
+)
+from mailstead.protocols.smtp import Reply
+from mailstead.queue.service import Attempt, Outcome, Outgoing, status_of
+
+log = logging.getLogger("mailstead.queue.transport")
+
+Record = Callable[[Outgoing, Sequence[Attempt]], Awaitable[None]]
+"""Called once per message, as soon as its outcome is known, with an attempt per recipient."""
+
+SendFunction = Callable[..., Awaitable[list[MessageResult]]]
+
+
+class Transport(Protocol):
+    """Delivers messages for one destination domain; calls ``record`` exactly once for each
+    message of ``batch``, in order, awaiting it before going on."""
+
+    async def deliver(self, domain: str, batch: Sequence[Outgoing], record: Record) -> None: ...
+
+
+_OUTCOMES = {
+    RecipientStatus.ACCEPTED: Outcome.DELIVERED,
+    RecipientStatus.TEMPORARY: Outcome.TEMPORARY,
+    RecipientStatus.PERMANENT: Outcome.PERMANENT,
+}
+
+
+def reply_text(reply: Reply) -> str:
+    """A reply on one line, as logs and reports show it."""
+    text = " ".join(reply.text.split())
+    head = f"{reply.code} {reply.enhanced}" if reply.enhanced else str(reply.code)
+    return f"{head} {text}" if text else head
+
+
+def outbound_message(outgoing: Outgoing) -> OutboundMessage:
+    """The sender's view of a queued message (DSN parameters dropped if they are unusable)."""
+    item = outgoing.item
+    recipients = []
+    for r in outgoing.recipients:
+        try:
+            recipients.append(OutboundRecipient(r.address, r.notify or (), r.orcpt))
+        except ValueError:
+            recipients.append(OutboundRecipient(r.address))
+    values = {
+        "reverse_path": item.mail_from,
+        "recipients": tuple(recipients),
+        "content": outgoing.content,
+        "eightbit": (item.body or "").upper() in ("8BITMIME", "BINARYMIME"),
+        "smtputf8": item.smtputf8,
+        "ret": item.ret,
+        "envid": item.envid,
+    }
+    try:
+        return OutboundMessage(**values)  # type: ignore[arg-type]
+    except ValueError:
+        values["envid"] = None
+        return OutboundMessage(**values)  # type: ignore[arg-type]
+
+
+def attempts_of(result: MessageResult, host: str) -> list[Attempt]:
+    """One attempt per recipient of a message the server (or the session) answered."""
+    out = []
+    for r in result.recipients:
+        outcome = _OUTCOMES[r.status]
+        default = {"delivered": "2.0.0", "temporary": "4.0.0", "permanent": "5.0.0"}
+        text = reply_text(r.reply)
+        out.append(
+            Attempt(
+                outcome,
+                text,
+                r.reply.enhanced or status_of(text, default[outcome.value]),
+                remote_mta=host if r.remote else None,
+                notify_passed=result.dsn,
+            )
+        )
+    return out
+
+
+def try_elsewhere(result: MessageResult) -> bool:
+    """The session failed before the server answered for any recipient: another address or
+    MX host may do better (RFC 5321 §5.1)."""
+    return result.failure is not None and not any(r.remote for r in result.recipients)
+
+
+class SmtpTransport:
+    """`Transport` over SMTP to the domain's MX hosts. ``port`` replaces 25 for every MX
+    (tests and labs only); ``local_names`` are our own names (MX loop avoidance)."""
+
+    def __init__(
+        self,
+        resolver: Resolver,
+        *,
+        helo_name: str,
+        local_names: Collection[str] = (),
+        port: int = SMTP_PORT,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        send: SendFunction = sender.send,
+    ) -> None:
+        self.resolver = resolver
+        self.helo_name = helo_name
+        self.local_names = tuple(local_names)
+        self.port = port
+        self.timeouts = timeouts
+        self.send = send
+
+    async def deliver(self, domain: str, batch: Sequence[Outgoing], record: Record) -> None:
+        found = await route(domain, self.resolver, local_names=self.local_names)
+        if isinstance(found, RouteFailure):
+            outcome = Outcome.PERMANENT if found.permanent else Outcome.TEMPORARY
+            attempt = Attempt(outcome, found.reply, found.status)
+            log_event(log, "queue.route_failed", domain=domain, reply=found.reply)
+            for outgoing in batch:
+                await record(outgoing, [attempt] * len(outgoing.recipients))
+            return
+        failover = Failover(self._ported(found))
+        target = failover.next()
+        for outgoing in batch:
+            while True:
+                if target is None:
+                    failure = failover.failure()
+                    attempt = Attempt(Outcome.TEMPORARY, failure.reply, failure.status)
+                    await record(outgoing, [attempt] * len(outgoing.recipients))
+                    break
+                result = await self._send(target, outgoing)
+                if try_elsewhere(result):
+                    assert result.failure is not None
+                    failover.failed(target, result.failure.detail)
+                    target = failover.next()
+                    continue
+                await record(outgoing, attempts_of(result, target.host))
+                break
+
+    def _ported(self, found: Route) -> Route:
+        if self.port == SMTP_PORT or found.kind == "smarthost":
+            return found
+        hops = tuple(dataclasses.replace(hop, port=self.port) for hop in found.hops)
+        return dataclasses.replace(found, hops=hops)
+
+    async def _send(self, target: Target, outgoing: Outgoing) -> MessageResult:
+        results = await self.send(
+            target.address,
+            target.port,
+            [outbound_message(outgoing)],
+            helo_name=self.helo_name,
+            tls_policy=TlsPolicy.opportunistic(target.host),
+            timeouts=self.timeouts,
+        )
+        return results[0]
