@@ -104,12 +104,14 @@ class MailboxView:
         self.mailbox_id = info.id
         self.read_only = read_only
         self.uidvalidity = info.uidvalidity
-        self.uids: list[int] = list(seed.uids)
-        self.flags: dict[int, frozenset[str]] = dict(seed.flags)
-        self.modseqs: dict[int, int] = dict(seed.modseqs)
+        # the seed's containers, shared until this view first changes (then copied: _own)
+        self.uids: list[int] = seed.uids
+        self.flags: dict[int, frozenset[str]] = seed.flags
+        self.modseqs: dict[int, int] = seed.modseqs
+        self._shared = True
         self.highestmodseq = seed.highestmodseq
         self.uidnext = info.uidnext
-        self.keywords: set[str] = set(seed.keywords)
+        self.keywords: set[str] = set(seed.keywords)  # small: copied at once
         self.recent: set[int] = set()  # IMAP4rev1 \Recent, for this session only
         # news from the store not yet told to the client (expunges wait for an allowed moment)
         self._pending_expunges: set[int] = set()
@@ -157,8 +159,16 @@ class MailboxView:
         return sorted(out)
 
     # -- own changes ---------------------------------------------------------------------------
+    def _own(self) -> None:
+        """Copy the seed's containers before the first change (copy-on-write)."""
+        if self._shared:
+            self.uids, self.flags = list(self.uids), dict(self.flags)
+            self.modseqs = dict(self.modseqs)
+            self._shared = False
+
     def set_flags(self, message: MessageFlags) -> None:
         if message.uid in self.flags:
+            self._own()
             self.generation += 1
             self.flags[message.uid] = message.flags
             self.modseqs[message.uid] = message.modseq
@@ -173,6 +183,7 @@ class MailboxView:
         """Forget expunged ``uids``; returns the sequence numbers to announce, in sending order
         (each EXPUNGE renumbers what follows, so highest first keeps them all valid)."""
         seqs = []
+        self._own()
         self.generation += 1
         for uid in sorted(set(uids), reverse=True):
             seq = self.seq_of(uid)
@@ -193,6 +204,7 @@ class MailboxView:
         if changes.uidvalidity != self.uidvalidity:
             raise MailboxGone("UIDVALIDITY changed")
         if changes.changed or changes.vanished:
+            self._own()
             self.generation += 1
         self._pending_expunges.update(u for u in changes.vanished if u in self.flags)
         new = [m for m in changes.changed if m.uid > self.max_uid and m.uid not in self.flags]
