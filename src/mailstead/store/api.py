@@ -578,7 +578,7 @@ class Store(Protocol):
         ...
     async def retry_queue(self, queue_id: str | None, now: float) -> int:
         """Make the unfinished recipients of one message (or of all: None) due at ``now``;
-        returns how many. NONEXISTENT for an unknown id."""
+        returns how many were not due yet. NONEXISTENT for an unknown id."""
         ...
     async def delete_queue_item(self, queue_id: str) -> None:
         """Drop a message without a report; NONEXISTENT without it."""

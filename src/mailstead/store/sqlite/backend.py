@@ -1263,9 +1263,9 @@ class SQLiteStore:
             if row is None:
                 raise StoreError(StoreErrorCode.NONEXISTENT, f"no queued message {queue_id}")
             cur = conn.execute(
-                "UPDATE queue_recipients SET next_attempt = min(next_attempt, ?)"
-                " WHERE message_id = ? AND state IN ('pending', 'deferred')",
-                (now, row[0]),
+                "UPDATE queue_recipients SET next_attempt = ?"
+                " WHERE message_id = ? AND state IN ('pending', 'deferred') AND next_attempt > ?",
+                (now, row[0], now),
             )
             return cur.rowcount
 
