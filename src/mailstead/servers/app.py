@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import signal
 import ssl
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ DIRECTORY_CACHE_TTL = 1.0
 INDEX_BATCH = 256
 INDEX_QUIET = 0.3
 INDEX_MAX_DELAY = 10.0
+GIL_SWITCH_INTERVAL = 0.0005  # seconds; see run()
 
 
 def open_store(config: Config) -> Store:
@@ -368,6 +370,10 @@ def run(config_path: Path, *, ready: Callable[[BoundAddresses], None] | None = N
     """Load the configuration and serve (with uvloop when it is installed)."""
     config = load_config(config_path)
     setup_logging(config.log.level, config.log.format, config.log.file)
+    # Store reads run in threads; a thread waiting for the GIL waits up to the switch interval
+    # (5 ms by default) while the event loop thread runs, which made a busy server answer even
+    # a small SELECT in ~5 ms. 0.5 ms hands results back sooner at a small switching cost.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     try:
         import uvloop
     except ImportError:
