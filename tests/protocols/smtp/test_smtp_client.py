@@ -833,10 +833,13 @@ def test_starttls_response_injection_is_discarded():
     for pieces in ([b"220 go\r\n" + evil], [b"220 go\r\n", evil]):
         core = ClientCore(settings(tls=TlsMode.OPPORTUNISTIC))
         core.receive_data(b"220 mx\r\n")
+        assert core.next_event() is SEND_MORE
+        assert core.data_to_send() == b"EHLO client.example\r\n"
         assert core.next_event() is NEED_DATA
         core.receive_data(ehlo)
+        assert core.next_event() is SEND_MORE
+        assert core.data_to_send() == b"STARTTLS\r\n"
         assert core.next_event() is NEED_DATA
-        assert core.data_to_send() == b"EHLO client.example\r\nSTARTTLS\r\n"
         events = []
         for piece in pieces:
             core.receive_data(piece)
@@ -844,6 +847,7 @@ def test_starttls_response_injection_is_discarded():
                 events.append(ev)
         assert events == [TlsHandshake()]
         core.tls_started()
+        assert core.next_event() is SEND_MORE
         assert core.data_to_send() == b"EHLO client.example\r\n"
         assert core.next_event() is NEED_DATA
         core.receive_data(b"250 mx.example.net\r\n")

@@ -88,7 +88,8 @@ class _Signal(enum.Enum):
 
 
 SEND_MORE: Final = _Signal.SEND_MORE
-"""Message content is ready to go: call ``data_to_send()`` (and write it) before reading."""
+"""There is something to send (commands, or a block of content): call ``data_to_send()`` and
+write it before reading."""
 
 
 # --- Inputs ---------------------------------------------------------------------------------------
@@ -434,6 +435,7 @@ _ALLOWED: Final[Mapping[str, frozenset[ClientState]]] = {
     "auth_cancel": frozenset({ClientState.AUTH}),
     "tls_started": frozenset({ClientState.TLS}),
     "quit": frozenset({ClientState.READY, ClientState.FAILED}),
+    "abandon": frozenset(set(ClientState) - {ClientState.CLOSED, ClientState.FAILED}),
 }
 
 
@@ -765,9 +767,9 @@ class ClientCore:
             self._reader.clear()
 
     def next_event(self) -> ClientEvent | Sentinel | _Signal:
-        """The next event; NEED_DATA (read, then ``receive_data``), SEND_MORE (call
-        ``data_to_send`` first) or PAUSED (the core waits for a call: a transaction, AUTH,
-        ``tls_started``, ``quit``, or nothing more once closed or failed)."""
+        """The next event; SEND_MORE (call ``data_to_send`` and write), NEED_DATA (everything
+        is sent: read, then ``receive_data``) or PAUSED (the core waits for a call: a
+        transaction, AUTH, ``tls_started``, ``quit``, or nothing more once closed or failed)."""
         while True:
             if self._events:
                 return self._events.popleft()
@@ -791,7 +793,7 @@ class ClientCore:
             if self._eof:
                 self._on_eof()
                 continue
-            if self._content_sendable():
+            if self._out or self._content_sendable():
                 return SEND_MORE
             if self._outstanding:
                 return NEED_DATA
@@ -914,6 +916,13 @@ class ClientCore:
         self._reader.clear()
         self._outstanding.clear()
         self._command(_Cmd.QUIT, "QUIT")
+
+    def abandon(self, kind: FailureKind, detail: str, *, can_quit: bool = False) -> None:
+        """The caller gives up on the session (a timeout, a failed TLS handshake, no usable AUTH
+        mechanism): the transaction under way ends (`TransactionDone`), then `SessionFailed`.
+        ``can_quit``: the server still listens and a QUIT is polite."""
+        self._require("abandon")
+        self._fail(kind, detail, can_quit=can_quit)
 
     # --- internals: sending -----------------------------------------------------------------------
     def _require(self, action: str) -> None:
