@@ -689,7 +689,7 @@ class ImapSession:
                 self.seeds.put(box.id, seed)
         view = MailboxView(box, seed, read_only)
         # a read, and a write only when there are new messages to claim as \Recent
-        first_recent = await self.store.claim_recent(box.id, 0, claim=False)
+        first_recent = box.first_recent_uid  # read with the mailbox: no second round trip
         if not read_only and first_recent <= view.max_uid:
             first_recent = await self.store.claim_recent(box.id, view.max_uid + 1, claim=True)
         view.recent = set(view.uids[bisect.bisect_left(view.uids, first_recent) :])

@@ -183,6 +183,7 @@ class MailboxInfo:
     unseen: int
     size: int
     deleted: int = 0
+    first_recent_uid: int = 1  # IMAP4rev1 \Recent: messages from this UID on are new
 
 
 @dataclass(frozen=True, slots=True)

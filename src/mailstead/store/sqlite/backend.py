@@ -74,7 +74,7 @@ _ACCOUNT_COLUMNS = (
 _MAILBOX_COLUMNS = (
     "id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq,"
     " EXISTS(SELECT 1 FROM subscriptions s WHERE s.account_id = mailboxes.account_id"
-    " AND s.name = mailboxes.name), messages, unseen, size, deleted"
+    " AND s.name = mailboxes.name), messages, unseen, size, deleted, first_recent_uid"
 )
 SEEN = "\\Seen"
 DELETED = "\\Deleted"
@@ -1611,10 +1611,10 @@ def _create_private(path: Path) -> None:
 
 def _mailbox(row: tuple[Any, ...]) -> MailboxInfo:
     (mid, account_id, name, special_use, uidvalidity, uidnext, modseq, subscribed, count,
-     unseen, size, deleted) = row  # fmt: skip
+     unseen, size, deleted, first_recent) = row  # fmt: skip
     return MailboxInfo(
         mid, account_id, name, special_use, uidvalidity, uidnext, modseq, bool(subscribed),
-        count, unseen, size, deleted,
+        count, unseen, size, deleted, first_recent,
     )  # fmt: skip
 
 
