@@ -130,6 +130,31 @@ def test_several_messages_over_one_connection_with_a_refused_recipient(mail_serv
     assert len(sessions) == 1  # one connection
 
 
+def test_each_result_is_reported_before_the_next_message_goes(mail_server):
+    server = mail_server({"smtp": {"max_message_size": 4096}})
+    seen: list[tuple[int, RecipientStatus, list[str]]] = []
+
+    async def on_result(index: int, result: MessageResult) -> None:
+        stored = subjects(server, "alice@example.org")
+        seen.append((index, result.recipients[0].status, stored))
+
+    results = deliver(
+        server.smtp_address,
+        [
+            message("alice@example.org", subject="first"),
+            message("alice@example.org", subject="too big", body="x" * 5000),
+            message("alice@example.org", subject="third"),
+        ],
+        on_result=on_result,
+    )
+    assert seen == [
+        (0, RecipientStatus.ACCEPTED, ["first"]),
+        (1, RecipientStatus.PERMANENT, ["first"]),
+        (2, RecipientStatus.ACCEPTED, ["first", "third"]),
+    ]
+    assert [r.recipients[0].status for r in results] == [s for _, s, _ in seen]
+
+
 def test_bdat_and_data_pipelined_and_lock_step(mail_server):
     server = mail_server()
     for chunking in (True, False):
@@ -559,6 +584,7 @@ def test_refused_connection():
         results = deliver(
             closed.getsockname(), [message("a@example.net"), message("b@example.net")]
         )
+    assert len(results) == 2
     for result in results:
         assert result.failure is not None
         assert result.failure.kind is FailureKind.CONNECT

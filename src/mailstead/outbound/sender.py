@@ -24,7 +24,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -62,9 +62,11 @@ __all__ = [
     "OutboundRecipient",
     "RecipientResult",
     "RecipientStatus",
+    "ResultHook",
     "SessionFailure",
     "SmtpAuth",
     "Timeouts",
+    "TlsMode",
     "TlsPolicy",
     "send",
 ]
@@ -72,6 +74,7 @@ __all__ = [
 log = logging.getLogger("mailstead.outbound.sender")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+ResultHook = Callable[[int, "MessageResult"], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,14 +282,19 @@ async def send(
     use_pipelining: bool = True,
     use_chunking: bool = True,
     trace: Callable[[str], None] | None = None,
+    on_result: ResultHook | None = None,
 ) -> list[MessageResult]:
-    """Deliver ``messages`` over one connection to ``host_address``:``port``.
+    """Deliver ``messages`` over one connection to ``host_address`` (an address) ``port``.
 
-    Returns a `MessageResult` per message, in order. ``ssl_context`` replaces the policy's
-    default context (for ``required`` it must verify host names). ``trace`` receives the
-    protocol trace (AUTH data and message content left out).
+    Returns a `MessageResult` per message, in order. ``on_result(index, result)`` is awaited
+    for each message as soon as its result is known, before the next message is sent (so a
+    queue can make each outcome durable first); messages the session never reached are
+    reported when it ends. ``ssl_context`` replaces the policy's default context (for
+    ``required`` it must verify host names). ``trace`` receives the protocol trace (AUTH data
+    and message content left out).
     """
-    context = _context_for(tls_policy, ssl_context)
+    # The first verifying context reads the system's CA store: not on the event loop.
+    context = await asyncio.to_thread(_context_for, tls_policy, ssl_context)
     settings = ClientSettings(
         helo_name,
         tls=tls_policy.mode,
@@ -308,8 +316,14 @@ async def send(
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
         failure = SessionFailure(FailureKind.CONNECT, f"{host} port {port}: {reason}")
         _log_session(host, port, failure, False, started)
-        return [_not_sent(m, failure, False) for m in messages]
-    session = _Session(conn, ClientCore(settings), timeouts, context, tls_policy, auth, trace)
+        unsent = [_not_sent(m, failure, False) for m in messages]
+        if on_result is not None:
+            for index, result in enumerate(unsent):
+                await on_result(index, result)
+        return unsent
+    session = _Session(
+        conn, ClientCore(settings), timeouts, context, tls_policy, auth, trace, on_result
+    )
     try:
         results = await session.run(messages)
     finally:
@@ -330,7 +344,10 @@ class _Session:
         policy: TlsPolicy,
         auth: SmtpAuth | None,
         trace: Callable[[str], None] | None,
+        on_result: ResultHook | None,
     ) -> None:
+        self.on_result = on_result
+        self.reported = 0
         self.conn = conn
         self.core = core
         self.timeouts = timeouts
@@ -351,6 +368,7 @@ class _Session:
                     if done is None:
                         break
                     results.append(_result(done, core.tls_active))
+                    await self._report(results)
                     if done.failure is not None:
                         break
         except _Timeout as exc:
@@ -364,7 +382,15 @@ class _Session:
             if core.can_quit:
                 await self._quit()
             results += [_not_sent(m, failure, core.tls_active) for m in messages[len(results) :]]
+        await self._report(results)
         return results
+
+    async def _report(self, results: list[MessageResult]) -> None:
+        while self.reported < len(results):
+            index = self.reported
+            self.reported += 1
+            if self.on_result is not None:
+                await self.on_result(index, results[index])
 
     # -- the session ------------------------------------------------------------------------------
     async def _setup(self) -> bool:
