@@ -200,7 +200,7 @@ class _Connection(StreamSession):
         self, context: ssl.SSLContext, server_hostname: str | None, seconds: float
     ) -> str | None:
         """Upgrade the connection; None when done, else why it failed. Plaintext read so far
-        is dropped (RFC 3207 §5: nothing received before TLS counts after it)."""
+        is dropped (RFC 3207 §4.2: nothing received before TLS counts after it)."""
         assert self.transport is not None
         self.discard_input()
         loop = asyncio.get_running_loop()

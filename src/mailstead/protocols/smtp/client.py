@@ -325,7 +325,7 @@ _FAILURE_ENHANCED: Final[Mapping[FailureKind, str]] = {
     FailureKind.CLOSED_BY_SERVER: "4.4.2",
     FailureKind.HELO: "4.5.0",  # other protocol status
     FailureKind.PROTOCOL: "4.5.0",
-    FailureKind.TLS_UNAVAILABLE: "4.7.4",  # RFC 5248: security features not supported
+    FailureKind.TLS_UNAVAILABLE: "4.7.4",  # RFC 3463: security features not supported
     FailureKind.TLS_FAILED: "4.7.5",  # cryptographic failure
     FailureKind.AUTH: "4.7.0",
 }
@@ -499,7 +499,7 @@ def _too_big(size: int, limit: int) -> Reply:
 NEEDS_8BITMIME: Final = Reply(  # RFC 6152 §3: no 8-bit data to a server without 8BITMIME
     554, "5.6.3", "8-bit content but the remote server does not support 8BITMIME (RFC 6152)"
 )
-NEEDS_SMTPUTF8: Final = Reply(  # RFC 6531 §3.4: no downgrade
+NEEDS_SMTPUTF8: Final = Reply(  # RFC 6531 §3.2: an MTA bounces, no downgrade
     553, "5.6.7", "the remote server cannot take internationalised mail (RFC 6531)"
 )
 BAD_SENDER: Final = Reply(553, "5.1.7", "bad sender address syntax")
@@ -755,7 +755,7 @@ class ClientCore:
     def receive_data(self, data: bytes) -> None:
         """Feed bytes from the server; ``b""`` means it closed the connection."""
         if self._state in (ClientState.CLOSED, ClientState.TLS):
-            return  # after the 220 to STARTTLS: plaintext injection, discarded (RFC 3207 §5)
+            return  # after the 220 to STARTTLS: plaintext injection, discarded (CVE-2011-0411)
         if not data:
             self._eof = True
             return
@@ -1083,7 +1083,7 @@ class ClientCore:
     def _on_starttls(self, pending: _Pending, reply: Reply) -> None:
         if reply.code == 220:
             self._state = ClientState.TLS
-            self._reader.clear()  # RFC 3207 §5: nothing read in plaintext survives
+            self._reader.clear()  # RFC 3207 §4.2: nothing read in plaintext survives
             self._eof = False
             self._events.append(TlsHandshake())
         elif self._settings.tls is TlsMode.REQUIRED:
