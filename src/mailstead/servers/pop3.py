@@ -4,6 +4,7 @@ session logic of :mod:`mailstead.pop3.session`."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 import time
@@ -28,7 +29,7 @@ from mailstead.protocols.pop3 import (
 )
 from mailstead.security.bans import AuthFailureTracker
 from mailstead.security.limits import client_key
-from mailstead.servers.stream import StreamSession
+from mailstead.servers.stream import StreamSession, listen
 from mailstead.store import Store
 
 log = logging.getLogger("mailstead.pop3")
@@ -246,25 +247,18 @@ class POP3Service:
     async def start(
         self, plain: list[tuple[str, int]], implicit: list[tuple[str, int]]
     ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-        loop = asyncio.get_running_loop()
         bound: tuple[list[tuple[str, int]], list[tuple[str, int]]] = ([], [])
         for addresses, tls, out in ((plain, False, bound[0]), (implicit, True, bound[1])):
             if tls and self.state.tls_context is None and addresses:
                 log_event(log, "pop3s.disabled", logging.WARNING, reason="no certificate")
                 continue
-            for host, port in addresses:
-                server = await loop.create_server(
-                    lambda tls=tls: POP3Connection(self.state, implicit_tls=tls),
-                    host,
-                    port,
-                    reuse_address=True,
-                    backlog=512,
-                    ssl=self.state.tls_context if tls else None,
-                )
-                self.servers.append(server)
-                for sock in server.sockets:
-                    name = sock.getsockname()
-                    out.append((str(name[0]), int(name[1])))
+            servers, where = await listen(
+                functools.partial(POP3Connection, self.state, implicit_tls=tls),
+                addresses,
+                tls_context=self.state.tls_context if tls else None,
+            )
+            self.servers += servers
+            out += where
         return bound
 
     async def shutdown(self, grace: float) -> None:

@@ -62,7 +62,7 @@ from mailstead.protocols.smtp.state import TRANSACTION_STATES
 from mailstead.queue.service import Queue
 from mailstead.security.bans import AuthFailureTracker
 from mailstead.security.limits import client_key
-from mailstead.servers.stream import StreamSession
+from mailstead.servers.stream import StreamSession, listen
 from mailstead.store import (
     Account,
     DeliveryOutcome,
@@ -904,22 +904,13 @@ class SMTPService:
     async def _listen(
         self, addresses: list[tuple[str, int]], *, submission: bool, implicit_tls: bool
     ) -> list[tuple[str, int]]:
-        loop = asyncio.get_running_loop()
         state = self.state
-        bound = []
-        for host, port in addresses:
-            server = await loop.create_server(
-                lambda: SMTPSession(state, submission=submission, implicit_tls=implicit_tls),
-                host,
-                port,
-                reuse_address=True,
-                backlog=512,
-                ssl=state.tls_context if implicit_tls else None,
-            )
-            self.servers.append(server)
-            for sock in server.sockets:
-                name = sock.getsockname()
-                bound.append((str(name[0]), int(name[1])))
+        servers, bound = await listen(
+            lambda: SMTPSession(state, submission=submission, implicit_tls=implicit_tls),
+            addresses,
+            tls_context=state.tls_context if implicit_tls else None,
+        )
+        self.servers += servers
         return bound
 
     async def shutdown(self, grace: float) -> None:
