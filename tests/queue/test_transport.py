@@ -60,26 +60,34 @@ class ScriptedSend:
     def __init__(self, script):
         self.script = script
         self.calls: list[tuple[str, int, list[str]]] = []
+        self.log: list[str] = []  # what happened, in order (results and records)
 
-    async def __call__(self, address, port, messages, **kwargs):
+    async def __call__(self, address, port, messages, *, on_result, **kwargs):
         assert kwargs["helo_name"] == "mx.example.org"
-        (message,) = messages
-        self.calls.append((str(address), port, [r.address for r in message.recipients]))
+        self.calls.append((str(address), port, [r.address for m in messages for r in m.recipients]))
         plan = self.script[str(address)]
-        if plan == "refuse":
-            failure = SessionFailure(FailureKind.CONNECT, f"{address}: Connection refused")
-            return [_unsent(message, failure)]
-        if plan == "421":
-            reply = Reply(421, "4.3.2", "Service shutting down")
-            failure = SessionFailure(FailureKind.GREETING_TEMPORARY, "shutting down", reply)
-            return [_unsent(message, failure)]
         results = []
-        for r, code in zip(message.recipients, plan, strict=True):
-            status = {2: RecipientStatus.ACCEPTED, 4: RecipientStatus.TEMPORARY,
-                      5: RecipientStatus.PERMANENT}[code // 100]  # fmt: skip
-            enhanced = f"{code // 100}.0.0"
-            results.append(RecipientResult(r.address, status, Reply(code, enhanced, "said so")))
-        return [MessageResult(tuple(results), None, None, dsn=True)]
+        for index, message in enumerate(messages):
+            if plan == "refuse":
+                failure = SessionFailure(FailureKind.CONNECT, f"{address}: Connection refused")
+                result = _unsent(message, failure)
+            elif plan == "421":
+                reply = Reply(421, "4.3.2", "Service shutting down")
+                failure = SessionFailure(FailureKind.GREETING_TEMPORARY, "shutting down", reply)
+                result = _unsent(message, failure)
+            else:
+                answers = []
+                for r in message.recipients:
+                    code = plan.pop(0)
+                    status = {2: RecipientStatus.ACCEPTED, 4: RecipientStatus.TEMPORARY,
+                              5: RecipientStatus.PERMANENT}[code // 100]  # fmt: skip
+                    reply = Reply(code, f"{code // 100}.0.0", "said so")
+                    answers.append(RecipientResult(r.address, status, reply))
+                result = MessageResult(tuple(answers), None, None, dsn=True)
+            self.log.append(f"result {index}")
+            await on_result(index, result)
+            results.append(result)
+        return results
 
 
 def _unsent(message, failure):
@@ -94,11 +102,13 @@ def _unsent(message, failure):
     )
 
 
-def deliver(transport, domain, batch):
+def deliver(transport, domain, batch, log=None):
     recorded = []
 
     async def record(out, attempts):
         recorded.append((out.item.queue_id, list(attempts)))
+        if log is not None:
+            log.append(f"record {out.item.queue_id}")
 
     asyncio.run(transport.deliver(domain, batch, record))
     return recorded
@@ -123,14 +133,17 @@ def test_first_mx_refuses_second_takes_it():
     assert all(c[1] == 25 for c in send.calls)
 
 
-def test_421_greeting_fails_over_and_the_failed_host_is_not_retried_per_message():
-    t, send = transport({"127.0.0.2": "421", "127.0.0.3": [250]})
-    recorded = deliver(t, "remote.test", [outgoing("Q1", "a@remote.test"),
-                                          outgoing("Q2", "b@remote.test")])  # fmt: skip
+def test_421_greeting_fails_over_then_one_connection_records_each_message_first():
+    t, send = transport({"127.0.0.2": "421", "127.0.0.3": [250, 550]})
+    batch = [outgoing("Q1", "a@remote.test"), outgoing("Q2", "b@remote.test")]
+    recorded = deliver(t, "remote.test", batch, send.log)
     assert [(q, [a.outcome for a in att]) for q, att in recorded] == [
-        ("Q1", [Outcome.DELIVERED]), ("Q2", [Outcome.DELIVERED])
+        ("Q1", [Outcome.DELIVERED]), ("Q2", [Outcome.PERMANENT])
     ]  # fmt: skip
-    assert [c[0] for c in send.calls] == ["127.0.0.2", "127.0.0.3", "127.0.0.3"]
+    assert [c[0] for c in send.calls] == ["127.0.0.2", "127.0.0.3"]  # both over one connection
+    assert send.calls[1][2] == ["a@remote.test", "b@remote.test"]
+    # at 127.0.0.2 nothing was recorded; at 127.0.0.3 each result is recorded before the next
+    assert send.log == ["result 0", "result 1", "result 0", "record Q1", "result 1", "record Q2"]
 
 
 def test_a_server_answer_stands_for_this_attempt():

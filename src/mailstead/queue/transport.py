@@ -2,16 +2,12 @@
 the addresses with `Failover`, hand each message to :func:`mailstead.outbound.sender.send` and
 turn its replies into one `Attempt` per recipient.
 
-The next address or MX host is tried when a session failed before any recipient got a reply
-from the server (no connection, a 4xx or 5xx greeting, a 421, TLS trouble, a timeout); once a
+The messages of a batch go over one connection. The next address or MX host is tried, for the
+messages not done yet, when a session failed before any of their recipients got a reply from
+the server (no connection, a 4xx or 5xx greeting, a 421, TLS trouble, a timeout); once a
 server has answered for a recipient, that answer stands for this attempt. Each message's
-outcome is recorded (``record``) before the next message is sent, so a delivered recipient is
-durable before anything else happens.
-
-For now every message gets its own connection: ``send`` reports its results when the whole
-session is over, and recording only then would let a crash lose the fact that earlier
-messages of the session were accepted (they would be sent twice). Messages to one
-destination go over one connection once the sender reports each message as it is done.
+outcome is recorded (``record``, through the sender's ``on_result``) before the next message
+is sent, so a delivered recipient is durable before anything else happens.
 """
 
 from __future__ import annotations
@@ -147,22 +143,19 @@ class SmtpTransport:
                 await record(outgoing, [attempt] * len(outgoing.recipients))
             return
         failover = Failover(self._ported(found))
-        target = failover.next()
-        for outgoing in batch:
-            while True:
-                if target is None:
-                    failure = failover.failure()
-                    attempt = Attempt(Outcome.TEMPORARY, failure.reply, failure.status)
+        remaining = list(batch)
+        while remaining:
+            target = failover.next()
+            if target is None:
+                failure = failover.failure()
+                attempt = Attempt(Outcome.TEMPORARY, failure.reply, failure.status)
+                for outgoing in remaining:
                     await record(outgoing, [attempt] * len(outgoing.recipients))
-                    break
-                result = await self._send(target, outgoing)
-                if try_elsewhere(result):
-                    assert result.failure is not None
-                    failover.failed(target, result.failure.detail)
-                    target = failover.next()
-                    continue
-                await record(outgoing, attempts_of(result, target.host))
-                break
+                return
+            retry, why = await self._send(target, remaining, record)
+            if retry:
+                failover.failed(target, why)
+            remaining = retry
 
     def _ported(self, found: Route) -> Route:
         if self.port == SMTP_PORT or found.kind == "smarthost":
@@ -170,13 +163,31 @@ class SmtpTransport:
         hops = tuple(dataclasses.replace(hop, port=self.port) for hop in found.hops)
         return dataclasses.replace(found, hops=hops)
 
-    async def _send(self, target: Target, outgoing: Outgoing) -> MessageResult:
-        results = await self.send(
+    async def _send(
+        self, target: Target, batch: list[Outgoing], record: Record
+    ) -> tuple[list[Outgoing], str]:
+        """Send ``batch`` over one connection to ``target``, recording each message as it is
+        done; returns the messages to try elsewhere and why."""
+        retry: list[Outgoing] = []
+        why = ""
+
+        async def on_result(index: int, result: MessageResult) -> None:
+            nonlocal why
+            outgoing = batch[index]
+            if try_elsewhere(result):
+                assert result.failure is not None
+                retry.append(outgoing)
+                why = result.failure.detail
+            else:
+                await record(outgoing, attempts_of(result, target.host))
+
+        await self.send(
             target.address,
             target.port,
-            [outbound_message(outgoing)],
+            [outbound_message(o) for o in batch],
             helo_name=self.helo_name,
             tls_policy=TlsPolicy.opportunistic(target.host),
             timeouts=self.timeouts,
+            on_result=on_result,
         )
-        return results[0]
+        return retry, why
