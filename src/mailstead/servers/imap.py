@@ -30,7 +30,7 @@ from mailstead.protocols.imap import (
 from mailstead.protocols.imap import response as r
 from mailstead.security.bans import AuthFailureTracker
 from mailstead.security.limits import client_key
-from mailstead.servers.stream import StreamSession, listen
+from mailstead.servers.stream import Connections, StreamSession, listen
 from mailstead.store import Store
 
 log = logging.getLogger("mailstead.imap")
@@ -59,10 +59,7 @@ class IMAPServiceState:
     directory: Directory
     tls_context: ssl.SSLContext | None
     limits: IMAPLimits
-    sessions: set[IMAPConnection] = field(default_factory=set)
-    per_ip: dict[str, int] = field(default_factory=dict)
-    shutting_down: bool = False
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    connections: Connections[IMAPConnection] = field(default_factory=Connections)
     seeds: ViewSeeds = field(default_factory=ViewSeeds)  # SELECT shares unchanged mailboxes
     headers: HeaderCache = field(default_factory=HeaderCache)  # header blocks FETCH reuses
     auth_failures: AuthFailureTracker | None = None  # shared with SMTP and POP3
@@ -83,42 +80,25 @@ class IMAPConnection(StreamSession):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.client_key = client_key(self.peer_ip)
-        state = self.state
-        state.sessions.add(self)
-        state.per_ip[self.client_key] = state.per_ip.get(self.client_key, 0) + 1
-        state.idle.clear()
+        self.state.connections.add(self, self.client_key)
         self._task = asyncio.get_running_loop().create_task(self._run())
-
-    def _done(self) -> None:
-        state = self.state
-        if self in state.sessions:
-            state.sessions.discard(self)
-            count = state.per_ip.get(self.client_key, 1) - 1
-            if count <= 0:
-                state.per_ip.pop(self.client_key, None)
-            else:
-                state.per_ip[self.client_key] = count
-            if not state.sessions:
-                state.idle.set()
 
     async def _run(self) -> None:
         try:
-            state = self.state
-            limits = state.limits
-            if (
-                state.shutting_down
-                or len(state.sessions) > limits.max_connections
-                or (state.per_ip.get(self.client_key, 0) > limits.max_connections_per_ip)
-            ):
-                text = "Server shutting down" if state.shutting_down else "Too many connections"
-                await self.write(r.untagged("BYE", r.code("UNAVAILABLE"), text))
+            limits = self.state.limits
+            refusal = self.state.connections.refused(
+                self, max_connections=limits.max_connections,
+                max_per_client=limits.max_connections_per_ip,
+            )  # fmt: skip
+            if refusal is not None:
+                await self.write(r.untagged("BYE", r.code("UNAVAILABLE"), refusal))
                 return
             await self._serve()
         except Exception:
             log.exception("imap session failed", extra={"fields": {"session": self.session_id}})
         finally:
             self.close()
-            self._done()
+            self.state.connections.remove(self)
 
     def _loopback(self) -> bool:
         try:
@@ -149,9 +129,10 @@ class IMAPConnection(StreamSession):
             if event is NEED_DATA:
                 await self.write(core.data_to_send())
                 timeout = AUTOLOGOUT if session.account is not None else PRELOGIN_TIMEOUT
-                data = await self.next_data(timeout, lambda: state.shutting_down)
+                data = await self.next_data(timeout, lambda: state.connections.shutting_down)
                 if data is None:
-                    text = "Server shutting down" if state.shutting_down else "Autologout"
+                    stopping = state.connections.shutting_down
+                    text = "Server shutting down" if stopping else "Autologout"
                     core.send(r.untagged("BYE", text))
                     await self.write(core.data_to_send())
                     return
@@ -248,7 +229,7 @@ class IMAPConnection(StreamSession):
                     continue
                 data = await self._wait_idle(changed)
                 if data is None:
-                    if state.shutting_down:
+                    if state.connections.shutting_down:
                         core.send(r.untagged("BYE", "Server shutting down"))
                         await self.write(core.data_to_send())
                         return False
@@ -262,7 +243,9 @@ class IMAPConnection(StreamSession):
             return await self.next_data(0)
         waiter = asyncio.ensure_future(changed.wait())
         reader = asyncio.ensure_future(
-            self.next_data(IDLE_POLL, lambda: changed.is_set() or self.state.shutting_down)
+            self.next_data(
+                IDLE_POLL, lambda: changed.is_set() or self.state.connections.shutting_down
+            )
         )
         try:
             done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -300,20 +283,4 @@ class IMAPService:
         return bound
 
     async def shutdown(self, grace: float) -> None:
-        state = self.state
-        state.shutting_down = True
-        for connection in list(state.sessions):
-            connection.wakeup.set()
-        if state.sessions:
-            try:
-                async with asyncio.timeout(grace):
-                    await state.idle.wait()
-            except TimeoutError:
-                pass
-        for server in self.servers:
-            server.close()
-        for connection in list(state.sessions):
-            if connection.transport is not None:
-                connection.transport.abort()
-        for server in self.servers:
-            await server.wait_closed()
+        await self.state.connections.shutdown(self.servers, grace)

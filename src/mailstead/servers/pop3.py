@@ -29,7 +29,7 @@ from mailstead.protocols.pop3 import (
 )
 from mailstead.security.bans import AuthFailureTracker
 from mailstead.security.limits import client_key
-from mailstead.servers.stream import StreamSession, listen
+from mailstead.servers.stream import Connections, StreamSession, listen
 from mailstead.store import Store
 
 log = logging.getLogger("mailstead.pop3")
@@ -58,10 +58,7 @@ class POP3ServiceState:
     channel_bindings: dict[str, bytes] = field(default_factory=dict)
     locks: MaildropLocks = field(default_factory=MaildropLocks)
     bans: AuthFailureTracker | None = None  # shared with the other services, when given
-    sessions: set[POP3Connection] = field(default_factory=set)
-    per_ip: dict[str, int] = field(default_factory=dict)
-    shutting_down: bool = False
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    connections: Connections[POP3Connection] = field(default_factory=Connections)
 
 
 def channel_bindings(cert_file: Path) -> dict[str, bytes]:
@@ -90,37 +87,20 @@ class POP3Connection(StreamSession):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.client_key = client_key(self.peer_ip)
-        state = self.state
-        state.sessions.add(self)
-        state.per_ip[self.client_key] = state.per_ip.get(self.client_key, 0) + 1
-        state.idle.clear()
+        self.state.connections.add(self, self.client_key)
         self._task = asyncio.get_running_loop().create_task(self._run())
-
-    def _done(self) -> None:
-        state = self.state
-        if self in state.sessions:
-            state.sessions.discard(self)
-            count = state.per_ip.get(self.client_key, 1) - 1
-            if count <= 0:
-                state.per_ip.pop(self.client_key, None)
-            else:
-                state.per_ip[self.client_key] = count
-            if not state.sessions:
-                state.idle.set()
 
     async def _run(self) -> None:
         try:
-            state = self.state
-            limits = state.limits
-            if (
-                state.shutting_down
-                or len(state.sessions) > limits.max_connections
-                or state.per_ip.get(self.client_key, 0) > limits.max_connections_per_ip
-            ):
+            limits = self.state.limits
+            refusal = self.state.connections.refused(
+                self, max_connections=limits.max_connections,
+                max_per_client=limits.max_connections_per_ip,
+            )  # fmt: skip
+            if refusal is not None:
                 # RFC 2449 §8.1.2: [SYS/TEMP] is a temporary problem of the server
-                text = "Server shutting down" if state.shutting_down else "Too many connections"
                 self._close_reason = "refused"
-                await self.write(replies.err(text, "SYS/TEMP"))
+                await self.write(replies.err(refusal, "SYS/TEMP"))
                 return
             await self._serve()
         except Exception:
@@ -129,7 +109,7 @@ class POP3Connection(StreamSession):
             self.close()
             if self._session is not None:
                 self._session.close()
-            self._done()
+            self.state.connections.remove(self)
             self._log()
 
     def _log(self) -> None:
@@ -174,10 +154,11 @@ class POP3Connection(StreamSession):
                 if not await self._flush(core):
                     return
                 timeout = limits.idle_timeout if session.account is not None else PRELOGIN_TIMEOUT
-                data = await self.next_data(timeout, lambda: state.shutting_down)
+                data = await self.next_data(timeout, lambda: state.connections.shutting_down)
                 if data is None:
-                    self._close_reason = "shutdown" if state.shutting_down else "timeout"
-                    text = "Server shutting down" if state.shutting_down else "Idle timeout"
+                    stopping = state.connections.shutting_down
+                    self._close_reason = "shutdown" if stopping else "timeout"
+                    text = "Server shutting down" if stopping else "Idle timeout"
                     core.close(text)  # nothing is deleted: only QUIT does that
                     await self._flush(core)
                     return
@@ -264,20 +245,4 @@ class POP3Service:
     async def shutdown(self, grace: float) -> None:
         """Close every connection (without the UPDATE state: nothing is deleted) within
         ``grace`` seconds; a session in the middle of a command finishes it first."""
-        state = self.state
-        state.shutting_down = True
-        for connection in list(state.sessions):
-            connection.wakeup.set()
-        if state.sessions:
-            try:
-                async with asyncio.timeout(grace):
-                    await state.idle.wait()
-            except TimeoutError:
-                pass
-        for server in self.servers:
-            server.close()
-        for connection in list(state.sessions):
-            if connection.transport is not None:
-                connection.transport.abort()
-        for server in self.servers:
-            await server.wait_closed()
+        await self.state.connections.shutdown(self.servers, grace)

@@ -10,8 +10,8 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
 
 MAX_INBOX = 256 * 1024  # unread octets before the socket stops being read
 
@@ -168,3 +168,68 @@ async def listen(
         servers.append(server)
         bound += [(str(s.getsockname()[0]), int(s.getsockname()[1])) for s in server.sockets]
     return servers, bound
+
+
+S = TypeVar("S", bound=StreamSession)
+
+
+class Connections(Generic[S]):
+    """The open connections of one service, counted per client key (an IPv6 /64 counts as
+    one client), and the graceful shutdown they share."""
+
+    def __init__(self) -> None:
+        self._open: dict[S, str] = {}  # connection -> client key
+        self._per_client: dict[str, int] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.shutting_down = False
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __iter__(self) -> Iterator[S]:
+        return iter(list(self._open))
+
+    def add(self, connection: S, key: str) -> None:
+        self._open[connection] = key
+        self._per_client[key] = self._per_client.get(key, 0) + 1
+        self._idle.clear()
+
+    def remove(self, connection: S) -> None:
+        key = self._open.pop(connection, None)
+        if key is None:
+            return
+        count = self._per_client.get(key, 1) - 1
+        if count <= 0:
+            self._per_client.pop(key, None)
+        else:
+            self._per_client[key] = count
+        if not self._open:
+            self._idle.set()
+
+    def refused(self, connection: S, *, max_connections: int, max_per_client: int) -> str | None:
+        """Why ``connection`` (already added) may not be served, or None."""
+        if self.shutting_down:
+            return "Server shutting down"
+        key = self._open.get(connection, "")
+        if len(self._open) > max_connections or self._per_client.get(key, 0) > max_per_client:
+            return "Too many connections"
+        return None
+
+    async def shutdown(self, servers: list[asyncio.Server], grace: float) -> None:
+        """Stop accepting, wake every connection so it can finish its command and leave, wait up
+        to ``grace`` seconds, then abort what is left."""
+        self.shutting_down = True
+        for connection in self:
+            connection.wakeup.set()
+        if self._open:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self._idle.wait()
+        for server in servers:
+            server.close()
+        for connection in self:
+            if connection.transport is not None:
+                connection.transport.abort()
+        for server in servers:
+            await server.wait_closed()
