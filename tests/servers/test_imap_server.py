@@ -453,3 +453,31 @@ def test_header_searches_answered_by_the_index_match_the_scan(imap_server, conne
         b"1", b"1", b"1", b"1", b"1", b"1", b"2", b"2", b"2", b"2", b"2", b"1 3", b"1 3",
         b"2", b"",
     ]  # fmt: skip
+
+
+def test_search_contexts_past_the_limit_are_answered_but_not_updated(imap_server, connect):
+    """RFC 5267 §4.2: a server may refuse to keep a context: NO [NOUPDATE "tag"], the search is
+    still answered. Mailstead keeps MAX_CONTEXTS per session."""
+    from mailstead.imap.context import MAX_CONTEXTS
+
+    connect().append("INBOX", None, None, b"Subject: s\r\n\r\nbody\r\n")
+    sock = socket.create_connection(imap_server.imap_address, timeout=10)
+    reader = sock.makefile("rb")
+    try:
+        reader.readline()
+        assert _command(sock, reader, b"a LOGIN alice@example.org alice-pw")[-1].startswith(b"a OK")
+        _command(sock, reader, b"b SELECT INBOX")
+        for n in range(MAX_CONTEXTS):
+            kept = _command(sock, reader, b"s%d SEARCH RETURN (UPDATE ALL) ALL" % n)
+            expected = [b'* ESEARCH (TAG "s%d") ALL 1\r\n' % n, b"s%d OK Search completed\r\n" % n]
+            assert kept == expected
+        over = _command(sock, reader, b"x SEARCH RETURN (UPDATE ALL) ALL")
+        assert over[0] == b'* ESEARCH (TAG "x") ALL 1\r\n'
+        assert over[1].startswith(b'* NO [NOUPDATE "x"] ')
+        assert over[-1] == b"x OK Search completed\r\n"
+        # a cancelled context frees its place
+        assert _command(sock, reader, b'c CANCELUPDATE "s0"')[-1].startswith(b"c OK")
+        again = _command(sock, reader, b"y SEARCH RETURN (UPDATE ALL) ALL")
+        assert not any(b"NOUPDATE" in line for line in again)
+    finally:
+        sock.close()
