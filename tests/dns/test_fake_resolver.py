@@ -130,7 +130,7 @@ def test_questions_are_logged_in_order():
 
 def test_bad_records_are_refused_when_added():
     resolver = FakeResolver()
-    with pytest.raises(ValueError, match="not SRV"):
-        resolver.add("example.org", "SRV", [])
+    with pytest.raises(ValueError, match="not NAPTR"):
+        resolver.add("example.org", "NAPTR", [])
     with pytest.raises(ValueError, match="4 octets"):
         resolver.add("example.org", "A", "::1")

@@ -13,6 +13,7 @@ This package imports nothing else of Mailstead."""
 
 from mailstead.dns._answers import (
     MX,
+    SRV,
     TLSA,
     Answer,
     IPAddress,
@@ -26,6 +27,7 @@ from mailstead.dns._stub import StubResolver, parse_nameserver
 
 __all__ = [
     "MX",
+    "SRV",
     "TLSA",
     "Answer",
     "AnswerCache",

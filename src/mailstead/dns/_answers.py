@@ -52,6 +52,21 @@ class TLSA:
 
 
 @dataclass(frozen=True, slots=True)
+class SRV:
+    """One SRV record (RFC 2782). ``target`` is "." when the service is decidedly not offered
+    (RFC 2782, RFC 6186 §3.4)."""
+
+    priority: int
+    weight: int
+    port: int
+    target: str
+
+    @property
+    def is_null(self) -> bool:
+        return self.target == "."
+
+
+@dataclass(frozen=True, slots=True)
 class Answer(Generic[T]):
     """The answer to one question. Names are A-labels in lower case without the final dot.
 

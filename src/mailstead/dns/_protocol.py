@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
 
-from mailstead.dns._answers import MX, TLSA, Answer, IPAddress
+from mailstead.dns._answers import MX, SRV, TLSA, Answer, IPAddress
 
 
 class Resolver(Protocol):
@@ -39,4 +39,8 @@ class Resolver(Protocol):
 
     async def ptr(self, ip: str | IPAddress) -> Answer[str]:
         """The names of ``ip`` (its in-addr.arpa or ip6.arpa PTR records)."""
+        ...
+
+    async def srv(self, name: str) -> Answer[SRV]:
+        """SRV records of e.g. ``_submissions._tcp.example.org`` (RFC 2782, RFC 6186)."""
         ...

@@ -25,7 +25,7 @@ import dns.rdata
 import dns.rdatatype
 import dns.resolver
 
-from mailstead.dns._answers import MX, TLSA, Answer, IPAddress, Status, combine_addresses
+from mailstead.dns._answers import MX, SRV, TLSA, Answer, IPAddress, Status, combine_addresses
 from mailstead.dns._cache import AnswerCache, CacheKey
 from mailstead.dns._names import InvalidName, dns_name, name_text, reverse_name
 
@@ -86,6 +86,10 @@ def _txt(rdata: Any) -> bytes:
 
 def _tlsa(rdata: Any) -> TLSA:
     return TLSA(int(rdata.usage), int(rdata.selector), int(rdata.mtype), bytes(rdata.cert))
+
+
+def _srv(rdata: Any) -> SRV:
+    return SRV(int(rdata.priority), int(rdata.weight), int(rdata.port), name_text(rdata.target))
 
 
 def _chain(response: dns.message.Message) -> tuple[tuple[str, ...], int | None]:
@@ -209,6 +213,9 @@ class StubResolver:
         except InvalidName as exc:
             return Answer(Status.INVALID, str(ip), detail=str(exc))
         return await self._lookup(qname, dns.rdatatype.PTR, _target)
+
+    async def srv(self, name: str) -> Answer[SRV]:
+        return await self._lookup(name, dns.rdatatype.SRV, _srv)
 
     # --- one question --------------------------------------------------------------------------
 

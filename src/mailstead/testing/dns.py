@@ -6,6 +6,7 @@
         "www.example.org": {"CNAME": "example.org"},
         "192.0.2.1": {"PTR": ["mx1.example.org"]},       # an address key means its reverse name
         "_25._tcp.mx1.example.org": {"TLSA": [(3, 1, 1, "ab12...")]},
+        "_imaps._tcp.example.org": {"SRV": ["0 1 993 mx1.example.org", (0, 0, 0, ".")]},
         "example.org.": {"TXT": ["v=spf1 -all"]},         # keys are normalised like queries
     }, temporary={"MX broken.example", "down.example"})
 
@@ -28,6 +29,7 @@ import dns.reversename
 
 from mailstead.dns import (
     MX,
+    SRV,
     TLSA,
     Answer,
     InvalidName,
@@ -39,7 +41,7 @@ from mailstead.dns import (
 
 T = TypeVar("T")
 
-TYPES = ("A", "AAAA", "MX", "TXT", "TLSA", "PTR", "CNAME")
+TYPES = ("A", "AAAA", "MX", "TXT", "TLSA", "PTR", "SRV", "CNAME")
 MAX_CHAIN = 16
 
 
@@ -74,10 +76,23 @@ def _tlsa(value: Any) -> TLSA:
     return TLSA(int(usage), int(selector), int(matching_type), raw)
 
 
+def _srv(value: Any) -> SRV:
+    if isinstance(value, SRV):
+        return value
+    if isinstance(value, str):
+        value = value.split()
+    priority, weight, port, target = value
+    target = "." if target in (".", "") else normalize_name(target)
+    return SRV(int(priority), int(weight), int(port), target)
+
+
 def _records(rtype: str, values: Any) -> tuple[Any, ...] | str:
     if rtype == "CNAME":
         return normalize_name(values)
-    if isinstance(values, str | bytes | tuple) and rtype != "MX":
+    single = isinstance(values, str | bytes | tuple) and rtype != "MX"
+    if single and rtype == "SRV" and isinstance(values, tuple):
+        single = bool(values) and isinstance(values[0], int)  # (0, 1, 993, "host")
+    if single:
         values = [values]
     if rtype == "A":
         return tuple(IPv4Address(v) for v in values)
@@ -89,6 +104,8 @@ def _records(rtype: str, values: Any) -> tuple[Any, ...] | str:
         return tuple(v.encode() if isinstance(v, str) else bytes(v) for v in values)
     if rtype == "TLSA":
         return tuple(_tlsa(v) for v in values)
+    if rtype == "SRV":
+        return tuple(_srv(v) for v in values)
     return tuple(normalize_name(v) for v in values)  # PTR
 
 
@@ -196,6 +213,9 @@ class FakeResolver:
             self.queries.append(f"PTR {ip}")
             return Answer(Status.INVALID, str(ip), detail=f"{str(ip)!r} is not an IP address")
         return self._answer(str(address), "PTR")
+
+    async def srv(self, name: str) -> Answer[SRV]:
+        return self._answer(name, "SRV")
 
 
 if TYPE_CHECKING:
