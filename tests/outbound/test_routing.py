@@ -373,7 +373,7 @@ def test_smarthost_by_name_skips_mx():
     resolver = four_mx()
     resolver.add("relay.example.net", "AAAA", "::1")
     resolver.add("relay.example.net", "A", "127.0.0.21")
-    result = routed("example.org", resolver, smarthost=parse_smarthost("relay.example.net:587"))
+    result = routed("example.org", resolver, smarthost=parse_smarthost("[relay.example.net]:587"))
     assert result.hops == (Hop("relay.example.net", None, ips("::1", "127.0.0.21"), 587),)
     assert not any(q.startswith("MX") for q in resolver.queries)
 
@@ -382,18 +382,21 @@ def test_smarthost_that_does_not_resolve_defers():
     for resolver in (four_mx(), FakeResolver(temporary={"relay.example.net"})):
         failure = failed("example.org", resolver, smarthost=Smarthost("relay.example.net", 25))
         assert (failure.code, failure.status, failure.permanent) == (451, "4.4.3", False)
-        assert "smarthost relay.example.net:25" in failure.message
+        assert "smarthost [relay.example.net]:25" in failure.message
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("relay.example.net", Smarthost("relay.example.net", 25)),
-        ("Relay.Example.NET:587", Smarthost("relay.example.net", 587)),
+        ("relay.example.net", Smarthost("relay.example.net", 25, mx=True)),
+        ("Relay.Example.NET:587", Smarthost("relay.example.net", 587, mx=True)),
+        ("[relay.example.net]:587", Smarthost("relay.example.net", 587)),
         ("127.0.0.1:2525", Smarthost("127.0.0.1", 2525)),
+        ("[127.0.0.1]:25", Smarthost("127.0.0.1", 25)),
         ("[::1]:465", Smarthost("::1", 465)),
         ("[2001:DB8::1]", Smarthost("2001:db8::1", 25)),
-        ("relais.bücher.example:25", Smarthost("relais.xn--bcher-kva.example", 25)),
+        ("[IPv6:2001:db8::1]:587", Smarthost("2001:db8::1", 587)),
+        ("relais.bücher.example:25", Smarthost("relais.xn--bcher-kva.example", 25, mx=True)),
     ],
 )
 def test_parse_smarthost(text, expected):
@@ -401,16 +404,32 @@ def test_parse_smarthost(text, expected):
 
 
 @pytest.mark.parametrize(
-    "text", ["", "host:", "host:0", "host:70000", "::1:25", "[127.0.0.1]:25", "a..b:25"]
+    "text", ["", "host:", "host:0", "host:70000", "::1:25", "[]:25", "a..b:25", "[a..b]"]
 )
 def test_parse_smarthost_refuses(text):
     with pytest.raises(ValueError, match=r"."):
         parse_smarthost(text)
 
 
-def test_smarthost_renders_as_host_port():
-    assert str(Smarthost("::1", 25)) == "[::1]:25"
-    assert str(Smarthost("relay.example.net", 587)) == "relay.example.net:587"
+def test_smarthost_renders_as_postfix_writes_it():
+    for text in ("[::1]:25", "[relay.example.net]:587", "relay.example.net:25", "[127.0.0.1]:25"):
+        assert str(parse_smarthost(text)) == text
+
+
+def test_smarthost_without_brackets_is_routed_by_its_mx():
+    resolver = four_mx()
+    resolver.add("relay.example.net", "MX", [(10, "mx1.example.org"), (20, "mx2.example.org")])
+    relay = parse_smarthost("relay.example.net:587")
+    result = routed("elsewhere.example", resolver, smarthost=relay)
+    assert result.kind == "smarthost" and result.domain == "elsewhere.example"
+    assert [(hop.host, hop.port) for hop in result.hops] == [
+        ("mx1.example.org", 587),
+        ("mx2.example.org", 587),
+    ]
+    assert "MX elsewhere.example" not in resolver.queries
+    failure = failed("x.example", FakeResolver(), smarthost=parse_smarthost("nowhere.example"))
+    assert (failure.status, failure.permanent) == ("4.4.3", False)  # NXDOMAIN, still ours to fix
+    assert "smarthost nowhere.example:25" in failure.message
 
 
 # --- failover within one attempt ------------------------------------------------------------

@@ -49,7 +49,7 @@ PROD_LISTEN: dict[str, list[str]] = {
 
 
 def format_value(value: Any) -> str:
-    """A TOML literal for a string, integer, float, boolean or list of them."""
+    """A TOML literal for a string, integer, float, boolean, or a list or table of them."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -58,6 +58,9 @@ def format_value(value: Any) -> str:
         return _format_string(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(format_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table, keys quoted
+        pairs = ", ".join(f"{_format_string(str(k))} = {format_value(v)}" for k, v in value.items())
+        return "{ " + pairs + " }" if pairs else "{}"
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 

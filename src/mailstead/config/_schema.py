@@ -37,6 +37,8 @@ from mailstead.config._values import (
     UserName,
     expected,
     format_duration,
+    hostname_problem,
+    invalid,
     parse_listen_address,
     show,
 )
@@ -152,6 +154,74 @@ class NameserverList(Spec[tuple[str, ...]]):
 
 
 # --- list values of the [queue] section -----------------------------------------------------
+
+
+_RELAY = re.compile(r"^(?:\[(?P<inner>[^\]]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>[0-9]{1,5}))?$")
+
+
+def relay_problem(text: str) -> str | None:
+    """Why ``text`` is not a relay as Postfix's relayhost writes it, or None if it is."""
+    m = _RELAY.match(text.strip())
+    if not m:
+        return f'{show(text)} is not "host:port" ("[smtp.example.net]:587", "[192.0.2.7]:25")'
+    if m.group("port") is not None and not 1 <= int(m.group("port")) <= 65535:
+        return f"{show(text)}: port must be 1..65535"
+    host = m.group("inner") or m.group("host")
+    if m.group("inner") is not None and host[:5].lower() == "ipv6:":
+        host = host[5:]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        problem = hostname_problem(host)
+        if problem is not None:
+            return f"{show(text)}: {problem}"
+    return None
+
+
+@dataclass(frozen=True)
+class RelayHost(Spec[str]):
+    """A relay host ("" for none): "[name]:port" uses the name's addresses, "name:port" its MX
+    hosts (as Postfix's relayhost)."""
+
+    TYPE: ClassVar[str] = 'string ("[host]:port")'
+
+    def parse(self, value: Any, key: str) -> str:
+        if not isinstance(value, str):
+            raise expected(key, 'a string ("[smtp.example.net]:587")', value)
+        if value.strip() and (problem := relay_problem(value)):
+            raise invalid(key, problem)
+        return value.strip()
+
+
+@dataclass(frozen=True)
+class RelayTable(Spec[tuple[tuple[str, str], ...]]):
+    """Destination domain -> relay: "example.org" for that domain, ".example.org" for the
+    domains below it. The typed value is ((domain, relay), ...) with the domains lower-cased."""
+
+    TYPE: ClassVar[str] = 'table of "domain" = "[host]:port"'
+
+    def parse(self, value: Any, key: str) -> tuple[tuple[str, str], ...]:
+        if not isinstance(value, dict):
+            raise expected(key, 'a table ({ "example.org" = "[10.0.0.5]:25" })', value)
+        problems: list[str] = []
+        out: list[tuple[str, str]] = []
+        for domain, relay in value.items():
+            item = f"{key}.{domain}"
+            name = domain.removeprefix(".")
+            if (problem := hostname_problem(name)) is not None:
+                problems.append(f"{item}: {problem}")
+            elif not isinstance(relay, str):
+                problems.append(f'{item}: expected a string ("[host]:port"), got {show(relay)}')
+            elif (problem := relay_problem(relay)) is not None:
+                problems.append(f"{item}: {problem}")
+            else:
+                out.append((domain.lower().removesuffix("."), relay.strip()))
+        if problems:
+            raise Invalid(problems)
+        return tuple(out)
+
+    def to_toml(self, value: tuple[tuple[str, str], ...]) -> Any:
+        return dict(value)
 
 
 @dataclass(frozen=True)
@@ -538,6 +608,46 @@ class QueueConfig:
         Int(minimum=1, maximum=65535),
         "The port of other servers' MX hosts. Always 25 on the Internet; another value only "
         "makes sense in a test or lab network whose MX hosts all listen on another port.",
+    )
+    relay_host: str = setting(
+        "",
+        RelayHost(),
+        "A relay (smarthost) that takes all outgoing mail instead of the recipients' MX hosts, "
+        "as Postfix's relayhost: \"[smtp.example.net]:587\" connects to that name's addresses, "
+        '"example.net" to the MX hosts of example.net (port 25 unless given). "" delivers '
+        "directly. Failures to reach it are temporary: mail waits in the queue.",
+    )
+    relay_domains: tuple[tuple[str, str], ...] = setting(
+        {},
+        RelayTable(),
+        'Relays per destination domain, which win over relay_host: { "example.org" = '
+        '"[10.0.0.5]:25" } sends mail for example.org there, a key ".example.org" does so for '
+        "every domain below example.org.",
+    )
+    relay_tls: str = setting(
+        "auto",
+        Choice(choices=("auto", "none", "opportunistic", "required", "implicit")),
+        "TLS to relays: none; opportunistic (STARTTLS when offered, certificate not checked); "
+        "required (STARTTLS, certificate verified against the relay's name and relay_ca_file); "
+        "implicit (TLS from the first byte, port 465, verified the same way). auto is required "
+        "when relay_username is set, else opportunistic.",
+    )
+    relay_username: str = setting(
+        "",
+        Str(),
+        "The AUTH user name for relay_host (and for a relay_domains entry naming the same host "
+        'and port). "" sends no AUTH. Credentials are never sent without TLS.',
+    )
+    relay_password_file: Path | None = setting(
+        "",
+        PathSpec(empty_is_none=True),
+        "A file holding the relay password (its first line), readable only by the server: the "
+        "password is never written in this file. A warning is logged when others may read it.",
+    )
+    relay_ca_file: Path | None = setting(
+        "",
+        PathSpec(empty_is_none=True),
+        "CA certificates (PEM) that verify the relays' certificates. \"\" uses the system's.",
     )
 
 

@@ -27,8 +27,9 @@ now or wait:
 - At most ``MAX_MX_HOSTS`` hosts are considered (a hostile domain could list hundreds).
 - An address literal (``[192.0.2.1]``, ``[IPv6:2001:db8::1]``, RFC 5321 §4.1.3) is its own
   route. A ``Smarthost`` replaces MX routing altogether: its name is resolved to addresses
-  (no MX), and any failure to do so is temporary (a configuration problem must not bounce
-  mail).
+  (``[relay.example.net]``), or routed by its own MX records (``relay.example.net``, as
+  Postfix's ``relayhost``), and any failure to do so is temporary (a configuration problem
+  must not bounce mail).
 
 ``Failover`` then walks a route's addresses for one delivery attempt: the delivery agent
 asks for the next target, and reports each connection failure or 4xx greeting before asking
@@ -38,6 +39,7 @@ again (RFC 5321 §5.1: try the next address, then the next MX host).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import random
 import re
@@ -108,40 +110,49 @@ class RouteFailure:
 
 @dataclass(frozen=True, slots=True)
 class Smarthost:
-    """A relay that takes all mail instead of the MX hosts. Credentials and TLS policy belong
-    to the delivery agent; routing needs only where it is."""
+    """A relay that takes mail instead of the MX hosts. Credentials and TLS policy belong
+    to the delivery agent; routing needs only where it is. ``mx``: the relay's name is looked
+    up as a domain (its MX records, Postfix's ``relayhost`` without brackets); otherwise its
+    addresses are used directly (``[relay.example.net]``)."""
 
     host: str
     port: int = SMTP_PORT
+    mx: bool = False
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        if self.mx:
+            return f"{self.host}:{self.port}"
+        return f"[{self.host}]:{self.port}"
 
 
-_HOSTPORT = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>[0-9]{1,5}))?$")
+_BRACKETED = re.compile(r"^\[(?P<inner>[^\]]+)\](?::(?P<port>[0-9]{1,5}))?$")
+_BARE = re.compile(r"^(?P<host>[^:\[\]]+)(?::(?P<port>[0-9]{1,5}))?$")
 
 
 def parse_smarthost(text: str) -> Smarthost:
-    """``"relay.example.net:587"``, ``"relay.example.net"`` (port 25), ``"192.0.2.7:587"`` or
-    ``"[2001:db8::7]:587"``; raises ValueError."""
-    m = _HOSTPORT.match(text.strip())
+    """A relay as Postfix's ``relayhost`` writes it: ``"[smtp.example.net]:587"`` (brackets:
+    the name's addresses, no MX lookup), ``"example.net"`` (the MX hosts of example.net, port
+    25), ``"192.0.2.7:587"``, ``"[192.0.2.7]"``, ``"[2001:db8::7]:587"`` or
+    ``"[IPv6:2001:db8::7]"``; raises ValueError."""
+    text = text.strip()
+    m = _BRACKETED.match(text) or _BARE.match(text)
     if not m:
-        raise ValueError(f"{text!r} is not host:port (IPv6 as [2001:db8::1]:587)")
+        raise ValueError(f"{text!r} is not host:port ([name]:port skips the MX lookup; IPv6 "
+                         "as [2001:db8::1]:587)")  # fmt: skip
     port = int(m.group("port") or SMTP_PORT)
     if not 1 <= port <= 65535:
         raise ValueError(f"{text!r}: port must be 1..65535")
-    if m.group("v6") is not None:
-        try:
-            return Smarthost(str(ipaddress.IPv6Address(m.group("v6"))), port)
-        except ValueError:
-            raise ValueError(f"{text!r}: not an IPv6 address in the brackets") from None
-    host = m.group("host")
+    bracketed = "inner" in m.groupdict()
+    host = m.group("inner") if bracketed else m.group("host")
+    if bracketed and host[:5].lower() == "ipv6:":
+        host = host[5:]
     try:
-        return Smarthost(str(ipaddress.IPv4Address(host)), port)
+        return Smarthost(str(ipaddress.ip_address(host)), port)
     except ValueError:
-        pass
+        if not bracketed and ":" in host:
+            raise ValueError(f"{text!r}: IPv6 addresses go in brackets") from None
     try:
-        return Smarthost(normalize_name(host), port)
+        return Smarthost(normalize_name(host), port, mx=not bracketed)
     except InvalidName as exc:
         raise ValueError(f"{text!r}: {exc}") from None
 
@@ -197,17 +208,27 @@ async def _hop_for(
 
 
 async def _smarthost_route(
-    domain: str, smarthost: Smarthost, resolver: Resolver
+    domain: str,
+    smarthost: Smarthost,
+    resolver: Resolver,
+    local_names: Collection[str],
+    rng: random.Random | None,
 ) -> Route | RouteFailure:
+    # Any failure is temporary: a wrong smarthost name is ours to fix, not the sender's.
     try:
         address = ipaddress.ip_address(smarthost.host)
     except ValueError:
         pass
     else:
         return Route(domain, "smarthost", (Hop(smarthost.host, None, (address,), smarthost.port),))
+    if smarthost.mx:
+        found = await route(smarthost.host, resolver, local_names=local_names, rng=rng)
+        if isinstance(found, RouteFailure):
+            return _failure(domain, "4.4.3", f"smarthost {smarthost}: {found.message}")
+        hops = tuple(dataclasses.replace(hop, port=smarthost.port) for hop in found.hops)
+        return Route(domain, "smarthost", hops, found.notes)
     hop, answer = await _hop_for(smarthost.host, None, smarthost.port, resolver)
     if hop is None:
-        # Permanent-looking answers too: a wrong smarthost name is ours to fix, not the sender's.
         return _failure(domain, "4.4.3", f"smarthost {smarthost}: {_skipped(answer)}")
     notes = (f"smarthost {smarthost.host} is an alias of {hop.alias_of}",) if hop.alias_of else ()
     return Route(domain, "smarthost", (hop,), notes)
@@ -236,7 +257,7 @@ async def route(
     except InvalidName as exc:
         return _failure(domain, "5.1.3", f"invalid domain: {exc}")
     if smarthost is not None:
-        return await _smarthost_route(name, smarthost, resolver)
+        return await _smarthost_route(name, smarthost, resolver, local_names, rng)
 
     mx = await resolver.mx(name)
     notes: list[str] = []

@@ -86,10 +86,13 @@ class TlsPolicy:
 
     mode: TlsMode
     hostname: str | None = None
+    implicit: bool = False  # TLS from the first byte (a relay's port 465, RFC 8314 §3.3)
 
     def __post_init__(self) -> None:
         if self.mode is TlsMode.REQUIRED and not self.hostname:
             raise ValueError("a required TLS policy names the host the certificate must match")
+        if self.implicit and self.mode is TlsMode.NONE:
+            raise ValueError("implicit TLS needs a TLS mode")
 
     @classmethod
     def none(cls) -> TlsPolicy:
@@ -102,6 +105,11 @@ class TlsPolicy:
     @classmethod
     def required(cls, hostname: str) -> TlsPolicy:
         return cls(TlsMode.REQUIRED, hostname)
+
+    @classmethod
+    def implicit_tls(cls, hostname: str) -> TlsPolicy:
+        """TLS at once, the certificate checked against ``hostname`` (submissions, port 465)."""
+        return cls(TlsMode.REQUIRED, hostname, implicit=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,23 +306,16 @@ async def send(
     settings = ClientSettings(
         helo_name,
         tls=tls_policy.mode,
+        tls_active=tls_policy.implicit,
         use_pipelining=use_pipelining,
         use_chunking=use_chunking,
         trace=trace is not None,
     )
     host = str(host_address)
     started = time.monotonic()
-    loop = asyncio.get_running_loop()
     conn = _Connection()
-    try:
-        async with asyncio.timeout(timeouts.connect):
-            await loop.create_connection(lambda: conn, host, port)
-    except (OSError, TimeoutError) as exc:
-        if isinstance(exc, TimeoutError):
-            reason = f"no connection within {timeouts.connect:g} s"
-        else:
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        failure = SessionFailure(FailureKind.CONNECT, f"{host} port {port}: {reason}")
+    failure = await _connect(conn, host, port, tls_policy, context, timeouts)
+    if failure is not None:
         _log_session(host, port, failure, False, started)
         unsent = [_not_sent(m, failure, False) for m in messages]
         if on_result is not None:
@@ -332,6 +333,47 @@ async def send(
     for message, result in zip(messages, results, strict=True):
         _log_transaction(host, port, message, result)
     return results
+
+
+async def _connect(
+    conn: _Connection,
+    host: str,
+    port: int,
+    policy: TlsPolicy,
+    context: ssl.SSLContext | None,
+    timeouts: Timeouts,
+) -> SessionFailure | None:
+    """Connect ``conn`` (with the TLS handshake for implicit TLS); the failure, if any."""
+    loop = asyncio.get_running_loop()
+    seconds = timeouts.connect
+    if policy.implicit:
+        seconds += timeouts.tls_handshake
+    try:
+        async with asyncio.timeout(seconds):
+            if policy.implicit:
+                assert context is not None
+                await loop.create_connection(
+                    lambda: conn,
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=policy.hostname or "",
+                    ssl_handshake_timeout=timeouts.tls_handshake,
+                )
+            else:
+                await loop.create_connection(lambda: conn, host, port)
+    except ssl.SSLCertVerificationError as exc:
+        detail = f"{host} port {port}: certificate verification failed: {exc.verify_message}"
+        return SessionFailure(FailureKind.TLS_FAILED, detail)
+    except ssl.SSLError as exc:
+        return SessionFailure(FailureKind.TLS_FAILED, f"{host} port {port}: TLS handshake: {exc}")
+    except (OSError, TimeoutError) as exc:
+        if isinstance(exc, TimeoutError):
+            reason = f"no connection within {seconds:g} s"
+        else:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        return SessionFailure(FailureKind.CONNECT, f"{host} port {port}: {reason}")
+    return None
 
 
 class _Session:

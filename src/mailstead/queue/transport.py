@@ -1,5 +1,6 @@
-"""Delivering queued messages over SMTP: route the destination domain (MX, RFC 5321 §5.1), walk
-the addresses with `Failover`, hand each message to :func:`mailstead.outbound.sender.send` and
+"""Delivering queued messages over SMTP: route the destination domain (MX, RFC 5321 §5.1, or
+the relay `Relays` names for it, with its TLS mode and AUTH credentials), walk the addresses
+with `Failover`, hand each message to :func:`mailstead.outbound.sender.send` and
 turn its replies into one `Attempt` per recipient.
 
 The messages of a batch go over one connection. The next address or MX host is tried, for the
@@ -12,21 +13,34 @@ is sent, so a delivered recipient is durable before anything else happens.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from mailstead.dns import Resolver
 from mailstead.observability.log import log_event
 from mailstead.outbound import sender
-from mailstead.outbound.routing import SMTP_PORT, Failover, Route, RouteFailure, Target, route
+from mailstead.outbound.relay import Relays
+from mailstead.outbound.routing import (
+    SMTP_PORT,
+    Failover,
+    Route,
+    RouteFailure,
+    Smarthost,
+    Target,
+    route,
+)
 from mailstead.outbound.sender import (
     DEFAULT_TIMEOUTS,
     MessageResult,
     OutboundMessage,
     OutboundRecipient,
     RecipientStatus,
+    SmtpAuth,
     Timeouts,
     TlsPolicy,
 )
@@ -112,9 +126,20 @@ def try_elsewhere(result: MessageResult) -> bool:
     return result.failure is not None and not any(r.remote for r in result.recipients)
 
 
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """How to talk to one target: its TLS policy, the context that checks it (None: the
+    sender's default for the policy) and the AUTH credentials (relays only)."""
+
+    tls: TlsPolicy
+    context: ssl.SSLContext | None = None
+    auth: SmtpAuth | None = None
+
+
 class SmtpTransport:
-    """`Transport` over SMTP to the domain's MX hosts. ``port`` replaces 25 for every MX
-    (tests and labs only); ``local_names`` are our own names (MX loop avoidance)."""
+    """`Transport` over SMTP to the domain's MX hosts, or to a relay (``relays``). ``port``
+    replaces 25 for every MX (tests and labs only); ``local_names`` are our own names (MX loop
+    avoidance)."""
 
     def __init__(
         self,
@@ -124,6 +149,7 @@ class SmtpTransport:
         local_names: Collection[str] = (),
         port: int = SMTP_PORT,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        relays: Relays | None = None,
         send: SendFunction = sender.send,
     ) -> None:
         self.resolver = resolver
@@ -131,16 +157,15 @@ class SmtpTransport:
         self.local_names = tuple(local_names)
         self.port = port
         self.timeouts = timeouts
+        self.relays = relays or Relays()
         self.send = send
+        self._relay_contexts: dict[TlsPolicy, ssl.SSLContext | None] = {}
 
     async def deliver(self, domain: str, batch: Sequence[Outgoing], record: Record) -> None:
-        found = await route(domain, self.resolver, local_names=self.local_names)
+        relay = self.relays.for_domain(domain)
+        found = await route(domain, self.resolver, smarthost=relay, local_names=self.local_names)
         if isinstance(found, RouteFailure):
-            outcome = Outcome.PERMANENT if found.permanent else Outcome.TEMPORARY
-            attempt = Attempt(outcome, found.reply, found.status)
-            log_event(log, "queue.route_failed", domain=domain, reply=found.reply)
-            for outgoing in batch:
-                await record(outgoing, [attempt] * len(outgoing.recipients))
+            await self._fail(domain, batch, record, found)
             return
         failover = Failover(self._ported(found))
         remaining = list(batch)
@@ -152,10 +177,30 @@ class SmtpTransport:
                 for outgoing in remaining:
                     await record(outgoing, [attempt] * len(outgoing.recipients))
                 return
-            retry, why = await self._send(target, remaining, record)
+            if relay is not None and found.kind == "smarthost":
+                connection = await self._relay_connection(relay, target)
+            else:
+                connection = Connection(TlsPolicy.opportunistic(target.host))
+            retry, why = await self._send(target, remaining, record, connection)
             if retry:
                 failover.failed(target, why)
             remaining = retry
+
+    async def _fail(
+        self, domain: str, batch: Sequence[Outgoing], record: Record, found: RouteFailure
+    ) -> None:
+        outcome = Outcome.PERMANENT if found.permanent else Outcome.TEMPORARY
+        attempt = Attempt(outcome, found.reply, found.status)
+        log_event(log, "queue.route_failed", domain=domain, reply=found.reply)
+        for outgoing in batch:
+            await record(outgoing, [attempt] * len(outgoing.recipients))
+
+    async def _relay_connection(self, relay: Smarthost, target: Target) -> Connection:
+        policy = self.relays.tls_policy(relay, target.host)
+        if policy not in self._relay_contexts:  # the CA file is read once, off the loop
+            context = await asyncio.to_thread(self.relays.ssl_context, policy)
+            self._relay_contexts[policy] = context
+        return Connection(policy, self._relay_contexts[policy], self.relays.auth_for(relay))
 
     def _ported(self, found: Route) -> Route:
         if self.port == SMTP_PORT or found.kind == "smarthost":
@@ -164,7 +209,7 @@ class SmtpTransport:
         return dataclasses.replace(found, hops=hops)
 
     async def _send(
-        self, target: Target, batch: list[Outgoing], record: Record
+        self, target: Target, batch: list[Outgoing], record: Record, connection: Connection
     ) -> tuple[list[Outgoing], str]:
         """Send ``batch`` over one connection to ``target``, recording each message as it is
         done; returns the messages to try elsewhere and why."""
@@ -186,7 +231,9 @@ class SmtpTransport:
             target.port,
             [outbound_message(o) for o in batch],
             helo_name=self.helo_name,
-            tls_policy=TlsPolicy.opportunistic(target.host),
+            tls_policy=connection.tls,
+            ssl_context=connection.context,
+            auth=connection.auth,
             timeouts=self.timeouts,
             on_result=on_result,
         )
