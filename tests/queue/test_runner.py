@@ -216,3 +216,30 @@ def test_stop_lets_deliveries_under_way_finish(tmp_path):
             await store.close()
 
     asyncio.run(body())
+
+
+def test_a_result_recorded_while_a_look_reads_the_queue_is_not_sent_again(tmp_path):
+    async def body():
+        gate = asyncio.Event()
+        transport = FakeTransport({"b@two.test": Outcome.TEMPORARY}, gate=gate)
+        store, queue, runner, _ = await setup(tmp_path, transport)
+        try:
+            await enqueue(queue, "a@one.test", "b@two.test")
+            await runner.run_once()  # both deliveries start and wait at the gate
+            read_due = store.due_queue_items
+
+            async def racing(now, limit):
+                rows = await read_due(now, limit)  # both recipients still pending here
+                gate.set()
+                await runner.idle()  # a delivered, b deferred, before the look goes on
+                return rows
+
+            store.due_queue_items = racing
+            await runner.run_once()
+            await runner.idle()
+            assert sorted(transport.calls) == [("one.test", ["a@one.test"]),
+                                               ("two.test", ["b@two.test"])]  # fmt: skip
+        finally:
+            await store.close()
+
+    asyncio.run(body())

@@ -60,6 +60,9 @@ class QueueRunner:
         self._global = asyncio.Semaphore(self.limits.concurrency)
         self._per_domain: dict[str, int] = {}
         self._in_flight: set[int] = set()  # recipient ids
+        # Recipients recorded since the current look at the queue began: its rows may predate
+        # their results, and they must not be sent again (a delivered one would go twice).
+        self._recorded: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
         self._stopping = False
@@ -122,12 +125,14 @@ class QueueRunner:
 
     async def _start_due(self) -> float:
         """Start deliveries for what is due; returns the seconds until the next look."""
+        self._recorded = set()
         now = self.clock()
         items = await self.queue.store.due_queue_items(now, DUE_BATCH)
         groups: dict[str, list[Outgoing]] = {}
         contents: dict[int, bytes] = {}
         for item in items:
-            fresh = [r for r in item.recipients if r.id not in self._in_flight]
+            busy = self._in_flight, self._recorded
+            fresh = [r for r in item.recipients if not any(r.id in ids for ids in busy)]
             by_domain: dict[str, list[QueueRecipient]] = {}
             for r in fresh:
                 by_domain.setdefault(r.domain, []).append(r)
@@ -168,6 +173,7 @@ class QueueRunner:
             await self.queue.record(outgoing, attempts)
             recorded.add(id(outgoing))
             self._in_flight.difference_update(r.id for r in outgoing.recipients)
+            self._recorded.update(r.id for r in outgoing.recipients)
 
         try:
             async with self._global:
