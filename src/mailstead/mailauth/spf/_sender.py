@@ -134,7 +134,8 @@ def received_spf(verdict: SpfVerdict, ip: str | IPAddress, receiver: str) -> byt
         pairs.append(f"mechanism={_value(check.mechanism)};")
     if check.problem:
         pairs.append(f"problem={_value(check.problem)};")
-    words = [f"Received-SPF: {check.result}", *f"({comment})".split(" "), *pairs]
+    # RFC 5322 §3.2.4: folding white space may sit inside a quoted-string, so any space folds.
+    words = [f"Received-SPF: {check.result}", *f"({comment}) {' '.join(pairs)}".split(" ")]
     lines = [words[0]]
     for word in words[1:]:
         if len(lines[-1]) + 1 + len(word) > 78:
