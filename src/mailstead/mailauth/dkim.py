@@ -37,14 +37,20 @@ __all__ = [
     "DkimAlgorithm",
     "DkimError",
     "DnsRecord",
+    "HeaderFolder",
     "KeyPair",
     "SigningKey",
+    "TagListError",
+    "canonical_body",
     "check_selector",
     "dns_record",
     "generate_key",
+    "parse_tag_list",
     "relaxed_body",
     "relaxed_header",
     "sign",
+    "sign_data",
+    "simple_body",
     "split_txt",
     "txt_value",
 ]
@@ -273,6 +279,58 @@ def relaxed_body(body: bytes) -> bytes:
     return text.replace(b"\n", b"\r\n") + b"\r\n"
 
 
+def simple_body(body: bytes) -> bytes:
+    """The simple form of a CRLF body (§3.4.3): empty lines at the end removed, and the body
+    ends with one CRLF (an empty body becomes a lone CRLF)."""
+    end = len(body)
+    while end >= 2 and body[end - 2 : end] == b"\r\n":
+        end -= 2
+    return body[:end] + b"\r\n"
+
+
+def canonical_body(body: bytes, method: str) -> bytes:
+    """``body`` (CRLF line ends) in the ``simple`` or ``relaxed`` form."""
+    return relaxed_body(body) if method == "relaxed" else simple_body(body)
+
+
+# -- tag lists (RFC 6376 §3.2) --------------------------------------------------------------------
+_TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+# tval = 1*VALCHAR (%x21-3A / %x3C-7E) separated by whitespace; UTF-8 is let through (RFC 8616)
+_TAG_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class TagListError(ValueError):
+    """A tag=value list that does not follow RFC 6376 §3.2."""
+
+
+def parse_tag_list(text: str | bytes) -> dict[str, str]:
+    """The tags of a DKIM-Signature field or key record, whitespace around names and values
+    removed (inside values it is kept: callers strip it where the tag allows it). A duplicate
+    tag, a missing ``=`` or a bad name or value is a :class:`TagListError`; a final ``;`` is
+    allowed (§3.2)."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise TagListError("the tag list is not UTF-8") from None
+    text = text.replace("\r\n", "").replace("\n", "")  # unfold
+    parts = text.split(";")
+    if parts and not parts[-1].strip(" \t"):
+        parts.pop()
+    tags: dict[str, str] = {}
+    for part in parts:
+        name, sep, value = part.partition("=")
+        name, value = name.strip(" \t"), value.strip(" \t")
+        if not sep or not _TAG_NAME.match(name):
+            raise TagListError(f"bad tag {part.strip()!r}")
+        if name in tags:
+            raise TagListError(f"tag {name}= appears twice")
+        if _TAG_VALUE_BAD.search(value):
+            raise TagListError(f"bad value of tag {name}=")
+        tags[name] = value
+    return tags
+
+
 # -- signing --------------------------------------------------------------------------------------
 _SIGNATURE_ALGORITHM: dict[DkimAlgorithm, str] = {
     "rsa": "rsa-sha256",
@@ -342,7 +400,7 @@ def sign(
         ]
         if expire_after is not None:
             tags.append(("x", str(timestamp + expire_after)))
-        folder = _Folder("DKIM-Signature:", linesep)
+        folder = HeaderFolder("DKIM-Signature:", linesep)
         for tag, value in tags:
             folder.add(f"{tag}={value};")
         folder.add_list("h=", names)
@@ -351,7 +409,7 @@ def sign(
         unsigned = folder.text()
         # §3.7: the field itself is hashed last, with an empty b= and without its line end.
         data = signed + relaxed_header("DKIM-Signature", unsigned[len(b"DKIM-Signature:") :])[:-2]
-        folder.add_chunks(base64.b64encode(_sign_data(key, data)).decode("ascii"))
+        folder.add_chunks(base64.b64encode(sign_data(key, data)).decode("ascii"))
         out += folder.text() + linesep
     return out
 
@@ -378,14 +436,15 @@ def _signed_names(
     return names
 
 
-def _sign_data(key: SigningKey, data: bytes) -> bytes:
+def sign_data(key: SigningKey, data: bytes) -> bytes:
+    """The signature of ``data`` with ``key``: RSASSA-PKCS1-v1_5 over SHA-256, or Ed25519."""
     if isinstance(key.key, rsa.RSAPrivateKey):
         return key.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
     # RFC 8463 §3: PureEdDSA Ed25519 over the SHA-256 hash of the data.
     return key.key.sign(hashlib.sha256(data).digest())
 
 
-class _Folder:
+class HeaderFolder:
     """Builds one header field, folding before a token that would pass 78 characters."""
 
     def __init__(self, start: str, linesep: bytes) -> None:
