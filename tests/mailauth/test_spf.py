@@ -338,6 +338,16 @@ def test_lookup_limit_counts_over_includes_and_is_configurable() -> None:
     assert check(records, lookup_limit=2).result is SpfResult.PERMERROR
 
 
+def test_include_loop_ends_even_with_a_large_lookup_limit() -> None:
+    records = {
+        "example.org": spf("v=spf1 include:loop.example.org -all"),
+        "loop.example.org": spf("v=spf1 include:example.org -all"),
+    }
+    result = check(records, lookup_limit=10_000)
+    assert result.result is SpfResult.PERMERROR
+    assert result.problem is not None and "nested too deep" in result.problem
+
+
 def test_void_lookups() -> None:
     records = {"example.org": spf("v=spf1 a:gone1.example.org a:gone2.example.org mx ?all")}
     # NXDOMAIN, NXDOMAIN, then the MX lookup answers with no records: a third void lookup

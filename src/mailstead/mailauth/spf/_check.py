@@ -31,6 +31,7 @@ NAME_LIMIT = 10  # §4.6.4: MX names per "mx", PTR names per "ptr" or %{p}
 T = TypeVar("T")
 
 TIME_LIMIT = 20.0  # §4.6.4: "at least 20 seconds" before the result is temperror
+MAX_NESTING = 32  # include/redirect depth; the lookup limit ends loops first unless raised a lot
 
 
 class SpfResult(enum.StrEnum):
@@ -136,6 +137,7 @@ class _Evaluation:
         self.void_limit = void_limit
         self.lookups = 0
         self.voids = 0
+        self.depth = 0
         local, domain = split_sender(sender)
         self.macros = MacroValues(
             sender=f"{local}@{domain}",
@@ -152,6 +154,15 @@ class _Evaluation:
 
     async def check(self, domain: str, *, explain: bool) -> _Outcome:
         """§4: the result for ``domain``; raises ``_Abort`` for temperror and permerror."""
+        if self.depth >= MAX_NESTING:
+            raise _Abort(SpfResult.PERMERROR, f"{domain}: include/redirect nested too deep")
+        self.depth += 1
+        try:
+            return await self._check(domain, explain=explain)
+        finally:
+            self.depth -= 1
+
+    async def _check(self, domain: str, *, explain: bool) -> _Outcome:
         name = checkable_domain(domain)
         if name is None:
             return _Outcome(SpfResult.NONE)
