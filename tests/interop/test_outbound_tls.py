@@ -9,13 +9,17 @@ per test) at ``[queue] remote_port``.
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
+import random
 import signal
 import smtplib
 import socket
 import sqlite3
 import ssl
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from mailstead.testing.nsd import nsd_missing, nsd_server
+from mailstead.testing.pki import TestCA
 from mailstead.testing.server import (
     Account,
     RunningServer,
@@ -255,3 +261,215 @@ def test_relay_for_a_domain_wins_over_the_global_relay(peers, tmp_path):
     wait_for(lambda: with_marker(relay.messages("bob@faraway.test"), outside), "bob's copy")
     wait_for(lambda: queue_rows(sender) == [], "an empty queue")
     assert not dumped(dumps, outside)
+
+
+# --- 2. MTA-STS ---------------------------------------------------------------------------------
+class PolicyServer:
+    """HTTPS (http.server in a thread) on ip:port with a certificate of ``ca`` for every
+    ``mta-sts.<domain>``; answers the policy of the Host asked, 500 while ``failing``."""
+
+    def __init__(self, ip: str, port: int, ca: TestCA, policies: dict[str, str], tmp: Path):
+        self.policies = policies
+        self.failing = False
+        self.requests: list[str] = []
+        names = [f"mta-sts.{d}" for d in policies]
+        ca.issue(names, tmp / "https.pem", tmp / "https.key")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tmp / "https.pem", tmp / "https.key")
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                host = (self.headers.get("Host") or "").removeprefix("mta-sts.")
+                owner.requests.append(host)
+                body = owner.policies.get(host)
+                if owner.failing or body is None or self.path != "/.well-known/mta-sts.txt":
+                    self.send_error(500 if owner.failing else 404)
+                    return
+                data = body.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer((ip, port), Handler)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def sts_policy(mode: str, *mx: str) -> str:
+    return (
+        f"version: STSv1\nmode: {mode}\n" + "".join(f"mx: {m}\n" for m in mx) + ("max_age: 86400\n")
+    )
+
+
+STS_DOMAINS = {  # domain: (its MX hosts, its policy)
+    "enforce.test": (["10 mx.good"], sts_policy("enforce", "mx.good.test")),
+    "notlisted.test": (["10 mx.good"], sts_policy("enforce", "mail.notlisted.test")),
+    "badcert.test": (["10 mx.bad"], sts_policy("enforce", "mx.bad.test")),
+    "trying.test": (["10 mx.bad"], sts_policy("testing", "*.test")),
+    "cached.test": (["10 mx.bad", "20 mx.good"], sts_policy("enforce", "mx.good.test")),
+}
+
+
+class StsWorld:
+    """NSD for *.test, a policy server, an MX with a certificate of the test CA (mx.good.test,
+    127.R.R.2) and one with a self-signed certificate (mx.bad.test, 127.R.R.3)."""
+
+    def __init__(self, peers: Peers, tmp_path: Path, prefix: str, nameserver: str) -> None:
+        self.peers = peers
+        self.tmp_path = tmp_path
+        self.prefix = prefix
+        self.nameserver = nameserver
+        self.port = free_port()
+        self.https_port = free_port()
+        self.ca = TestCA()
+        self.ca_file = self.ca.write_ca(tmp_path / "ca.pem")
+        policies = {domain: policy for domain, (_, policy) in STS_DOMAINS.items()}
+        self.policy_server = PolicyServer(
+            f"{prefix}.4", self.https_port, self.ca, policies, tmp_path
+        )
+        domains = list(STS_DOMAINS)
+        self.good = self.mx("mx.good.test", 2, domains, trusted=True)
+        self.bad = self.mx("mx.bad.test", 3, domains, trusted=False)
+
+    def mx(self, name: str, n: int, domains: list[str], *, trusted: bool) -> RunningServer:
+        data_dir = self.tmp_path / name
+        if trusted:  # write_config keeps a certificate already there
+            self.ca.issue([name], data_dir / "tls" / "cert.pem", data_dir / "tls" / "key.pem")
+        config = write_config(
+            data_dir, hostname=name,
+            overrides={"listen": {"smtp": [f"{self.prefix}.{n}:{self.port}"]}},
+        )  # fmt: skip
+        populate(config, domains, [Account(f"u@{d}", "pw") for d in domains])
+        return self.peers.start(config)
+
+    def sender(self) -> RunningServer:
+        config = write_config(
+            self.tmp_path / "sender",
+            hostname="mx.example.org",
+            overrides={
+                "dns": {"nameservers": [self.nameserver]},
+                "queue": {
+                    "retry_schedule": ["1s"], "max_age": "1h", "connect_timeout": "5s",
+                    "remote_port": self.port, "mta_sts_port": self.https_port,
+                    "mta_sts_ca_file": str(self.ca_file),
+                },
+            },
+        )  # fmt: skip
+        if not (config.parent / "mailstead.db").exists():
+            populate(config, ["example.org"], [Account(ALICE, ALICE_PW)])
+        return self.peers.start(config)
+
+    def close(self) -> None:
+        self.policy_server.close()
+
+
+def sts_zone(prefix: str) -> str:
+    lines = [
+        "$TTL 60",
+        "@ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60",
+        "@ IN NS ns.test.",
+        "ns IN A 127.0.0.1",
+        f"mx.good IN A {prefix}.2",
+        f"mx.bad IN A {prefix}.3",
+    ]
+    for domain, (mx, _) in STS_DOMAINS.items():
+        label = domain.removesuffix(".test")
+        lines += [f"{label} IN MX {m}" for m in mx]
+        lines.append(f'_mta-sts.{label} IN TXT "v=STSv1; id=20260101"')
+        lines.append(f"mta-sts.{label} IN A {prefix}.4")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def sts(peers, tmp_path) -> Iterator[StsWorld]:
+    if nsd_missing():
+        pytest.skip(str(nsd_missing()))
+    prefix = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}"
+    with nsd_server({"test": sts_zone(prefix)}, tmp_path / "nsd") as ns:
+        world = StsWorld(peers, tmp_path, prefix, ns.nameserver)
+        try:
+            yield world
+        finally:
+            world.close()
+
+
+def received_over_tls(copy: bytes) -> bool:
+    return b" with ESMTPS id " in copy.split(b"\r\n\r\n", 1)[0]
+
+
+def deferred_with(server: RunningServer, rcpt: str, text: str) -> bool:
+    return any(r[0] == rcpt and r[1] == "deferred" and text in (r[3] or "")
+               for r in queue_rows(server))  # fmt: skip
+
+
+def test_mta_sts_enforce_and_testing(sts):
+    sender = sts.sender()
+    marks = {domain: marker() for domain in ("enforce", "notlisted", "badcert", "trying")}
+    for label, mark in marks.items():
+        submit(sender, [f"u@{label}.test"], message(mark, f"u@{label}.test"))
+    # enforce, the MX in the policy, a certificate valid for its name: delivered over TLS
+    [copy] = wait_for(lambda: with_marker(sts.good.messages("u@enforce.test"), marks["enforce"]),
+                      "the enforced delivery")  # fmt: skip
+    assert received_over_tls(copy)
+    # testing: the bad certificate does not stop it
+    [tried] = wait_for(lambda: with_marker(sts.bad.messages("u@trying.test"), marks["trying"]),
+                       "the testing-mode delivery")  # fmt: skip
+    assert received_over_tls(tried)
+    # enforce, the MX not in the policy: deferred (never bounced, never sent)
+    wait_for(lambda: deferred_with(sender, "u@notlisted.test", "MTA-STS"), "notlisted deferred")
+    # enforce, a certificate the CA did not issue: deferred
+    wait_for(
+        lambda: deferred_with(sender, "u@badcert.test", "certificate verification failed"),
+        "badcert deferred",
+    )
+    assert not with_marker(sts.good.messages("u@notlisted.test"), marks["notlisted"])
+    assert not with_marker(sts.bad.messages("u@badcert.test"), marks["badcert"])
+    assert not [m for m in sender.messages(ALICE) if b"multipart/report" in m]
+    logged = [e for e in sender.log_lines() if e.get("msg") == "mta_sts.testing"]
+    assert logged and logged[0]["domain"] == "trying.test"
+
+
+def test_mta_sts_policy_survives_a_restart_and_a_failed_fetch(sts):
+    sender = sts.sender()
+    first = marker()
+    submit(sender, ["u@cached.test"], message(first, "u@cached.test"))
+    # the preferred MX (mx.bad) is not in the policy: mail goes to mx.good
+    wait_for(lambda: with_marker(sts.good.messages("u@cached.test"), first), "first delivery")
+    assert sts.policy_server.requests.count("cached.test") == 1
+    cache_file = sender.data_dir / "mta-sts" / "cached.test.json"
+    assert json.loads(cache_file.read_text())["mode"] == "enforce"
+
+    # restart with the policy server down: the cached policy (same TXT id) is used, unfetched
+    sender.stop()
+    sts.policy_server.failing = True
+    sender = sts.sender()
+    second = marker()
+    submit(sender, ["u@cached.test"], message(second, "u@cached.test"))
+    wait_for(lambda: with_marker(sts.good.messages("u@cached.test"), second), "second delivery")
+    assert sts.policy_server.requests.count("cached.test") == 1
+
+    # a policy cached under an older id: the fetch (failing) is tried, the cached one applies
+    sender.stop()
+    data = json.loads(cache_file.read_text())
+    cache_file.write_text(json.dumps({**data, "id": "older"}))
+    sender = sts.sender()
+    third = marker()
+    submit(sender, ["u@cached.test"], message(third, "u@cached.test"))
+    wait_for(lambda: with_marker(sts.good.messages("u@cached.test"), third), "third delivery")
+    assert sts.policy_server.requests.count("cached.test") == 2
+    assert not any(
+        with_marker(sts.bad.messages("u@cached.test"), m) for m in (first, second, third)
+    )
+    failed = [e for e in sender.log_lines() if e.get("msg") == "mta_sts.fetch_failed"]
+    assert failed and failed[0]["cached"] == "older"

@@ -649,6 +649,26 @@ class QueueConfig:
         PathSpec(empty_is_none=True),
         "CA certificates (PEM) that verify the relays' certificates. \"\" uses the system's.",
     )
+    mta_sts: bool = setting(
+        True,
+        Bool(),
+        "Honour the MTA-STS policies of destination domains (RFC 8461): under an enforce "
+        "policy, mail goes only to the MX hosts the policy names, over TLS with a certificate "
+        "valid for the MX host name, or waits in the queue. Policies are cached in "
+        "data_dir/mta-sts. DANE, where it applies, wins over MTA-STS.",
+    )
+    mta_sts_ca_file: Path | None = setting(
+        "",
+        PathSpec(empty_is_none=True),
+        "CA certificates (PEM) that verify MTA-STS policy servers (https://mta-sts.<domain>) "
+        'and the MX hosts of domains with an enforced policy. "" uses the system\'s.',
+    )
+    mta_sts_port: int = setting(
+        443,
+        Int(minimum=1, maximum=65535),
+        "The HTTPS port MTA-STS policies are fetched from. Always 443 on the Internet; another "
+        "value only makes sense in a test or lab network.",
+    )
 
 
 @dataclass(frozen=True)

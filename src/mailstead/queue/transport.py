@@ -18,12 +18,12 @@ import dataclasses
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from mailstead.dns import Resolver
 from mailstead.observability.log import log_event
 from mailstead.outbound import sender
+from mailstead.outbound.policy import Connection, OutboundTls
 from mailstead.outbound.relay import Relays
 from mailstead.outbound.routing import (
     SMTP_PORT,
@@ -40,7 +40,6 @@ from mailstead.outbound.sender import (
     OutboundMessage,
     OutboundRecipient,
     RecipientStatus,
-    SmtpAuth,
     Timeouts,
     TlsPolicy,
 )
@@ -126,18 +125,9 @@ def try_elsewhere(result: MessageResult) -> bool:
     return result.failure is not None and not any(r.remote for r in result.recipients)
 
 
-@dataclass(frozen=True, slots=True)
-class Connection:
-    """How to talk to one target: its TLS policy, the context that checks it (None: the
-    sender's default for the policy) and the AUTH credentials (relays only)."""
-
-    tls: TlsPolicy
-    context: ssl.SSLContext | None = None
-    auth: SmtpAuth | None = None
-
-
 class SmtpTransport:
-    """`Transport` over SMTP to the domain's MX hosts, or to a relay (``relays``). ``port``
+    """`Transport` over SMTP to the domain's MX hosts, or to a relay (``relays``), with the TLS
+    ``tls`` plans for the MX hosts (MTA-STS, DANE). ``port``
     replaces 25 for every MX (tests and labs only); ``local_names`` are our own names (MX loop
     avoidance)."""
 
@@ -150,6 +140,7 @@ class SmtpTransport:
         port: int = SMTP_PORT,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         relays: Relays | None = None,
+        tls: OutboundTls | None = None,
         send: SendFunction = sender.send,
     ) -> None:
         self.resolver = resolver
@@ -158,6 +149,7 @@ class SmtpTransport:
         self.port = port
         self.timeouts = timeouts
         self.relays = relays or Relays()
+        self.tls = tls or OutboundTls()
         self.send = send
         self._relay_contexts: dict[TlsPolicy, ssl.SSLContext | None] = {}
 
@@ -167,7 +159,11 @@ class SmtpTransport:
         if isinstance(found, RouteFailure):
             await self._fail(domain, batch, record, found)
             return
-        failover = Failover(self._ported(found))
+        plan = await self.tls.plan(found)
+        if isinstance(plan, RouteFailure):
+            await self._fail(domain, batch, record, plan)
+            return
+        failover = Failover(self._ported(plan.route))
         remaining = list(batch)
         while remaining:
             target = failover.next()
@@ -180,7 +176,7 @@ class SmtpTransport:
             if relay is not None and found.kind == "smarthost":
                 connection = await self._relay_connection(relay, target)
             else:
-                connection = Connection(TlsPolicy.opportunistic(target.host))
+                connection = plan.connection(target)
             retry, why = await self._send(target, remaining, record, connection)
             if retry:
                 failover.failed(target, why)
@@ -200,7 +196,8 @@ class SmtpTransport:
         if policy not in self._relay_contexts:  # the CA file is read once, off the loop
             context = await asyncio.to_thread(self.relays.ssl_context, policy)
             self._relay_contexts[policy] = context
-        return Connection(policy, self._relay_contexts[policy], self.relays.auth_for(relay))
+        context = self._relay_contexts[policy]
+        return Connection(policy, context, self.relays.auth_for(relay), source="relay")
 
     def _ported(self, found: Route) -> Route:
         if self.port == SMTP_PORT or found.kind == "smarthost":

@@ -22,6 +22,7 @@ from mailstead.delivery import LocalDelivery
 from mailstead.directory import Directory
 from mailstead.dns import StubResolver
 from mailstead.observability.log import log_event, setup_logging
+from mailstead.outbound.policy import load_outbound_tls
 from mailstead.outbound.relay import load_relays
 from mailstead.outbound.sender import DEFAULT_TIMEOUTS
 from mailstead.protocols.smtp import ServerSettings
@@ -166,6 +167,7 @@ def queue_runner(config: Config, queue: Queue, resolver: StubResolver) -> QueueR
         port=settings.remote_port,
         timeouts=dataclasses.replace(DEFAULT_TIMEOUTS, connect=settings.connect_timeout),
         relays=load_relays(config),
+        tls=load_outbound_tls(config, resolver),
     )
     limits = RunnerLimits(
         concurrency=settings.concurrency, per_destination=settings.per_destination_concurrency
