@@ -242,3 +242,33 @@ def test_a_failing_job_does_not_spoil_its_batch(tmp_path):
             await store.close()
 
     run(body())
+
+
+def test_get_mailbox_sees_commits_of_this_store_and_of_another_connection(tmp_path):
+    """get_mailbox answers a repeated question from memory only while nothing was committed:
+    a delivery through this store, a write by a second store on the same file (standing in for
+    another process, e.g. the CLI) and a raw SQL change are all seen at once."""
+
+    async def body():
+        store = await _open(tmp_path / "db")
+        other = await _open(tmp_path / "db")
+        try:
+            (account_id,) = await _accounts(store, 1)
+            first = await store.get_mailbox(account_id, "INBOX")
+            assert first is not None
+            assert await store.get_mailbox(account_id, "INBOX") is first  # no commit: remembered
+            await store.deliver(DeliveryRequest(MESSAGE, [DeliveryTarget(account_id)], 0))
+            second = await store.get_mailbox(account_id, "INBOX")
+            assert second is not None and second.messages == first.messages + 1
+            await other.deliver(DeliveryRequest(MESSAGE, [DeliveryTarget(account_id)], 0))
+            third = await store.get_mailbox(account_id, "INBOX")
+            assert third is not None and third.messages == second.messages + 1
+            with sqlite3.connect(tmp_path / "db") as raw:
+                raw.execute("UPDATE mailboxes SET uidvalidity = 4242 WHERE id = ?", (first.id,))
+            fourth = await store.get_mailbox(account_id, "INBOX")
+            assert fourth is not None and fourth.uidvalidity == 4242
+        finally:
+            await other.close()
+            await store.close()
+
+    run(body())

@@ -694,22 +694,13 @@ class ImapSession:
             first_recent = await self.store.claim_recent(box.id, view.max_uid + 1, claim=True)
         view.recent = set(view.uids[bisect.bisect_left(view.uids, first_recent) :])
         self.view = view
-        flags = list(SYSTEM_FLAGS) + sorted(view.keywords)
-        self._send(r.untagged("FLAGS", r.flag_list(flags)))
-        permanent = [] if read_only else [*flags, "\\*"]
-        self._send(
-            r.untagged("OK", r.code("PERMANENTFLAGS", r.flag_list(permanent)), "Flags permitted")
-        )
-        self._send(r.untagged(view.exists, "EXISTS"))
-        if "IMAP4REV2" not in self.enabled:
-            self._send(r.untagged(len(view.recent), "RECENT"))
-            unseen = seed.first_unseen  # the view is still the seed here
-            if unseen is not None:
-                self._send(r.untagged("OK", r.code("UNSEEN", unseen), "First unseen"))
-        self._send(r.untagged("OK", r.code("UIDVALIDITY", view.uidvalidity), "UIDs valid"))
-        self._send(r.untagged("OK", r.code("UIDNEXT", view.uidnext), "Predicted next UID"))
-        self._send(r.untagged("OK", r.code("HIGHESTMODSEQ", view.highestmodseq), "Highest"))
-        self._send(r.untagged("OK", r.code("MAILBOXID", r.plist([mailbox_id(box)])), "Ok"))
+        rev1 = "IMAP4REV2" not in self.enabled
+        # the untagged answer depends only on the seed and these, so sessions share it
+        key = ("SELECT", box.id, read_only, rev1, len(view.recent), view.uidnext)
+        answer = seed.rendered.get(key)
+        if answer is None:
+            answer = seed.rendered[key] = self._selected_untagged(box, view, seed, rev1)
+        self._send(answer)
         if cmd.qresync is not None and cmd.qresync.uidvalidity == view.uidvalidity:
             await self._resync(view, cmd.qresync)
         self.core.set_state(State.SELECTED)
@@ -718,6 +709,31 @@ class ImapSession:
         return Action.NONE
 
     cmd_examine = cmd_select
+
+    @staticmethod
+    def _selected_untagged(
+        box: MailboxInfo, view: MailboxView, seed: ViewSeed, rev1: bool
+    ) -> bytes:
+        """The untagged responses a SELECT or EXAMINE owes (RFC 9051 §6.3.2, RFC 3501 §6.3.1)."""
+        flags = list(SYSTEM_FLAGS) + sorted(view.keywords)
+        permanent = [] if view.read_only else [*flags, "\\*"]
+        lines = [
+            r.untagged("FLAGS", r.flag_list(flags)),
+            r.untagged("OK", r.code("PERMANENTFLAGS", r.flag_list(permanent)), "Flags permitted"),
+            r.untagged(view.exists, "EXISTS"),
+        ]
+        if rev1:
+            lines.append(r.untagged(len(view.recent), "RECENT"))
+            unseen = seed.first_unseen  # the view is still the seed here
+            if unseen is not None:
+                lines.append(r.untagged("OK", r.code("UNSEEN", unseen), "First unseen"))
+        lines += [
+            r.untagged("OK", r.code("UIDVALIDITY", view.uidvalidity), "UIDs valid"),
+            r.untagged("OK", r.code("UIDNEXT", view.uidnext), "Predicted next UID"),
+            r.untagged("OK", r.code("HIGHESTMODSEQ", view.highestmodseq), "Highest"),
+            r.untagged("OK", r.code("MAILBOXID", r.plist([mailbox_id(box)])), "Ok"),
+        ]
+        return b"".join(lines)
 
     def _enable_condstore(self) -> None:
         """A CONDSTORE-enabling command was used (RFC 7162 §3.1)."""

@@ -84,9 +84,13 @@ class StreamSession(asyncio.Protocol):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await self.wakeup.wait()
+            # a timer that only sets the event (the loop re-checks the deadline): cheaper per
+            # command than asyncio.timeout's cancellation machinery
+            timer = asyncio.get_running_loop().call_later(remaining, self.wakeup.set)
+            try:
+                await self.wakeup.wait()
+            finally:
+                timer.cancel()
         data = b"".join(self._inbox)
         self._inbox.clear()
         self._inbox_size = 0

@@ -77,6 +77,7 @@ _MAILBOX_COLUMNS = (
     " AND s.name = mailboxes.name), messages, unseen, size, deleted, first_recent_uid"
 )
 SEEN = "\\Seen"
+_MAILBOX_ROWS_KEPT = 10_000  # get_mailbox's cache: cleared when it reaches this many rows
 DELETED = "\\Deleted"
 _DKIM_COLUMNS = (
     "k.id, d.name, k.selector, k.algorithm, k.private_key, k.public_key, k.created, k.active"
@@ -129,6 +130,9 @@ class SQLiteStore:
         self._reader_lock = threading.Lock()
         self._opened = False
         self.feed = ChangeFeed()
+        # Mailbox rows by (account, name), each with the data_version it was read under.
+        self._mailbox_rows: dict[tuple[int, str], tuple[int, MailboxInfo]] = {}
+        self._probe: sqlite3.Connection | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -164,6 +168,10 @@ class SQLiteStore:
             return
         self._writer.stop()
         self._readers.shutdown(wait=True)
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
+        self._mailbox_rows.clear()
         with self._reader_lock:
             for conn in self._reader_conns:
                 conn.close()
@@ -187,6 +195,15 @@ class SQLiteStore:
             with self._reader_lock:
                 self._reader_conns.append(conn)
         return conn
+
+    def _data_version(self) -> int:
+        """A number that changes whenever any connection, of this process or another, commits
+        (``PRAGMA data_version`` on a connection that never writes; it reads the WAL index in
+        shared memory, no database page, so it is cheap enough for the event loop)."""
+        if self._probe is None:
+            self._probe = self._connect()
+        rows = self._probe.execute("PRAGMA data_version").fetchall()  # all: ends the read
+        return int(rows[0][0])
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -610,14 +627,30 @@ class SQLiteStore:
         return await self._read(job)
 
     async def get_mailbox(self, account_id: int, name: str) -> MailboxInfo | None:
+        """The mailbox's row; a row read earlier is returned again without a round trip to a
+        reader thread while no commit happened since (a SELECT of an unchanged mailbox, the
+        common case, costs no query: Dovecot's index likewise skips a rescan)."""
+        key = (account_id, _mailbox_name(name))
+        version = self._data_version()  # before the read: a newer row is never stored as older
+        known = self._mailbox_rows.get(key)
+        if known is not None and known[0] == version:
+            return known[1]
+
         def job(conn: sqlite3.Connection) -> MailboxInfo | None:
             row = conn.execute(
                 f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE account_id = ? AND name = ?",
-                (account_id, _mailbox_name(name)),
+                key,
             ).fetchone()
             return _mailbox(row) if row else None
 
-        return await self._read(job)
+        info = await self._read(job)
+        if info is None:
+            self._mailbox_rows.pop(key, None)
+        else:
+            if len(self._mailbox_rows) >= _MAILBOX_ROWS_KEPT:
+                self._mailbox_rows.clear()
+            self._mailbox_rows[key] = (version, info)
+        return info
 
     async def create_mailbox(
         self, account_id: int, name: str, special_use: str | None = None
