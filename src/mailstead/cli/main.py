@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "mailstead.cli.directory_cmd",
     "mailstead.cli.mailbox_cmd",
     "mailstead.cli.dkim_cmd",
+    "mailstead.cli.dns_cmd",
     "mailstead.cli.queue_cmd",
 )
 
