@@ -328,6 +328,15 @@ def test_check_with_ip_tests_spf_for_it(checked):
     assert lines_of(out)["SPF"] == "ok"
 
 
+def test_check_asks_the_nameserver_given(site, nsd):
+    # the configuration asks the system's resolvers; --nameserver asks NSD instead
+    status, out, _err = site.status("dns", "check", "good.test", "--nameserver", nsd.nameserver)
+    assert status == EXIT_OK, out
+    assert f"as {nsd.nameserver} answers" in out
+    status, _out, err = site.status("dns", "check", "good.test", "--nameserver", "nowhere")
+    assert status == 1 and "--nameserver: 'nowhere' is not an IP address" in err
+
+
 def test_check_servfail_is_a_dns_error_not_missing(checked):
     status, out, _err = checked("broken.test")
     assert status == EXIT_DNS, out

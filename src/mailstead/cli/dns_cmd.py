@@ -30,7 +30,7 @@ from mailstead.cli.common import CommandError, add_config_option
 from mailstead.cli.context import Services, run_command
 from mailstead.cli.dkim_cmd import dkim_dns_records
 from mailstead.config import Config
-from mailstead.dns import Answer, InvalidName, Resolver, Status, StubResolver, normalize_name
+from mailstead.dns import Answer, Resolver, Status, StubResolver, normalize_name
 from mailstead.mailauth.dmarc import DmarcRecordError, is_dmarc_record, parse_dmarc_record
 from mailstead.mailauth.psl import organizational_domain
 from mailstead.mailauth.spf import check_host
@@ -330,6 +330,14 @@ def register(subparsers: _Sub) -> None:
     p = group.add_parser("check", help="ask DNS whether it serves the records")
     _common_options(p)
     p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument(
+        "--nameserver",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="ask this nameserver (repeatable; e.g. your authoritative server) instead of those "
+        "of [dns]",
+    )
     p.set_defaults(func=lambda a: run_command(a, lambda s: _check(s, a)))
 
 
@@ -704,10 +712,14 @@ def findings_json(plan: Plan, findings: Sequence[Finding]) -> dict[str, Any]:
 
 async def _check(svc: Services, args: argparse.Namespace) -> int:
     plan = await _plan(svc, args)
+    dns = svc.config.dns
     try:
-        resolver: StubResolver = make_resolver(svc.config)
-    except (ValueError, InvalidName) as exc:
-        raise CommandError(f"[dns]: {exc}") from None
+        if args.nameserver:
+            resolver = StubResolver(args.nameserver, timeout=dns.timeout, attempts=dns.attempts)
+        else:
+            resolver = make_resolver(svc.config)
+    except ValueError as exc:
+        raise CommandError(f"--nameserver: {exc}") from None
     findings = await check_plan(resolver, plan, [str(ip) for ip in _ips(args.ip)])
     if args.json:
         print(json.dumps(findings_json(plan, findings), indent=2, ensure_ascii=False))
