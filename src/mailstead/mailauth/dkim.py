@@ -475,5 +475,13 @@ class HeaderFolder:
             self._lines[-1] += value[:room]
             value = value[room:]
 
+    def add_block(self, prefix: str, value: str, width: int = 72) -> None:
+        """``prefix`` and ``value`` starting a line of their own, the value cut so that no line
+        holds more than ``width`` characters of it (whitespace inside b= is ignored, §3.5)."""
+        text = prefix + value
+        self._lines.append(" " + text[:width])
+        for start in range(width, len(text), width):
+            self._lines.append(" " + text[start : start + width])
+
     def text(self) -> bytes:
         return self._linesep.join(self._lines).encode("ascii")
