@@ -7,14 +7,22 @@ import asyncio
 import base64
 import hashlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
+import dkim as dkimpy
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from mailstead.mailauth.arc import AAR, AMS, AS, ArcResult, seal, verify_arc
-from mailstead.mailauth.dkim import SigningKey, parse_tag_list, relaxed_header
+from mailstead.mailauth.arc import AAR, AMS, AS, ArcError, ArcResult, ArcVerdict, seal, verify_arc
+from mailstead.mailauth.dkim import (
+    SigningKey,
+    generate_key,
+    parse_tag_list,
+    relaxed_header,
+    txt_value,
+)
 from mailstead.testing.dns import FakeResolver
 
 yaml = pytest.importorskip("yaml", reason="PyYAML reads the ARC suites (the test extra)")
@@ -190,3 +198,207 @@ def test_signing_suite(scenario, test, request):
     resealed = run(verify_arc(resolver, sealed + message))
     assert resealed.result == (ArcResult.FAIL if failed_chain else ArcResult.PASS), resealed.reason
     assert resealed.instances == chain.instances + 1
+
+
+# -- chains built hop by hop, judged by dkimpy ----------------------------------------------------
+BASE = (
+    b"From: Joe SixPack <joe@origin.example>\r\n"
+    b"To: list@lists.example.net\r\n"
+    b"Subject: Is dinner ready?\r\n"
+    b"Date: Fri, 11 Jul 2003 21:00:37 -0700\r\n"
+    b"Message-ID: <20030712040037.46341@origin.example>\r\n"
+    b"\r\n"
+    b"Hi.\r\n"
+    b"\r\n"
+    b"We lost the game.  Are you hungry yet?\r\n"
+)
+
+
+class Hop:
+    """An intermediary with its own key: it adds Authentication-Results and an ARC set."""
+
+    def __init__(self, domain: str, algorithm: str = "rsa") -> None:
+        pair = generate_key(algorithm)  # type: ignore[arg-type]
+        self.domain = domain
+        self.key = SigningKey.from_pem("arc", pair.private_key_pem)
+        self.private_pem = pair.private_key_pem.encode()
+        self.record = txt_value(algorithm, pair.public_key)  # type: ignore[arg-type]
+
+    @property
+    def name(self) -> str:
+        return f"arc._domainkey.{self.domain}"
+
+    def seal(self, message: bytes, chain: ArcVerdict, results: str = "spf=pass") -> bytes:
+        arc = chain.result.value
+        header = f"Authentication-Results: mx.{self.domain}; arc={arc}; {results}\r\n".encode()
+        sealed = seal(
+            header + message,
+            key=self.key,
+            domain=self.domain,
+            authserv_id=f"mx.{self.domain}",
+            authentication_results=f"arc={arc}; {results}",
+            chain=chain,
+            timestamp=1_700_000_000,
+        )
+        return sealed + header + message
+
+    def dkimpy_seal(self, message: bytes, hops: Sequence[Hop]) -> bytes:
+        """dkimpy seals, with its own arc_verify's verdict as arc= (it takes cv= from there)."""
+        arc = dkimpy_arc(message, hops)
+        header = f"Authentication-Results: mx.{self.domain}; arc={arc}; spf=pass\r\n".encode()
+        fields = dkimpy.arc_sign(
+            header + message, b"arc", self.domain.encode(), self.private_pem,
+            f"mx.{self.domain}".encode(),
+        )  # fmt: skip
+        return b"".join(fields) + header + message
+
+
+def dkimpy_arc(message: bytes, hops: Sequence[Hop]) -> str:
+    """dkimpy's chain validation status, DNS answered from the hops' records."""
+    records = {f"{hop.name}.": hop.record.encode() for hop in hops}
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
+        return records.get(name.decode("ascii"), b"")
+
+    cv, _results, _reason = dkimpy.arc_verify(message, dnsfunc=dnsfunc)
+    return cv.decode("ascii")
+
+
+def resolver_of(hops: Sequence[Hop], **kwargs: object) -> FakeResolver:
+    return FakeResolver({hop.name: {"TXT": [hop.record]} for hop in hops}, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def hops() -> list[Hop]:
+    return [Hop("lists.example.net"), Hop("relay.example.org"), Hop("fwd.example.com")]
+
+
+def test_no_arc_sets():
+    verdict = run(verify_arc(FakeResolver({}), BASE))
+    assert (verdict.result, verdict.instances, verdict.sealers) == (ArcResult.NONE, 0, ())
+
+
+def test_three_hops_alternating_with_dkimpy(hops):
+    """We seal, dkimpy seals, we seal: each side validates the other's chain."""
+    first, second, third = hops
+    message = first.seal(BASE, run(verify_arc(resolver_of(hops), BASE)))
+    assert dkimpy_arc(message, hops) == "pass"
+    message = second.dkimpy_seal(message, hops)
+    chain = run(verify_arc(resolver_of(hops), message))
+    assert chain.result == ArcResult.PASS, chain.reason
+    assert chain.sealers == ("lists.example.net", "relay.example.org")
+    message = third.seal(message, chain)
+    assert dkimpy_arc(message, hops) == "pass"
+    final = run(verify_arc(resolver_of(hops), message))
+    assert (final.result, final.instances, final.oldest_pass) == (ArcResult.PASS, 3, 0)
+    assert final.sealers == ("lists.example.net", "relay.example.org", "fwd.example.com")
+    assert final.latest_cv == "pass"
+
+
+def test_list_that_rewrites_the_message_sets_oldest_pass(hops):
+    """A list that changes the subject and body: it validates the chain on arrival, rewrites,
+    then seals. AMS(1) no longer verifies, the seals do: the chain passes and oldest-pass
+    says where the message stopped being the one first sealed (§5.2 step 6)."""
+    first, second, _ = hops
+    message = first.seal(BASE, ArcVerdict(ArcResult.NONE))
+    arrived = run(verify_arc(resolver_of(hops), message))
+    assert arrived.result == ArcResult.PASS
+    rewritten = message.replace(b"Subject: Is", b"Subject: [list] Is") + b"--\r\nfooter\r\n"
+    # rewritten but not sealed: the newest AMS is AMS(1), which fails
+    broken = run(verify_arc(resolver_of(hops), rewritten))
+    assert broken.result == ArcResult.FAIL
+    assert "ARC-Message-Signature i=1" in broken.reason
+    listed = second.seal(rewritten, arrived)
+    verdict = run(verify_arc(resolver_of(hops), listed))
+    assert (verdict.result, verdict.instances, verdict.oldest_pass) == (ArcResult.PASS, 2, 2)
+    assert dkimpy_arc(listed, hops) == "pass"
+    # a change after the list's seal breaks the newest AMS: the chain fails
+    changed = listed.replace(b"lost the game", b"won the game")
+    assert run(verify_arc(resolver_of(hops), changed)).result == ArcResult.FAIL
+    assert dkimpy_arc(changed, hops) == "fail"
+
+
+def test_broken_chain_is_sealed_as_failed_once(hops):
+    """A tampered ARC-Seal fails the chain; the next hop seals cv=fail over its own set
+    (§5.1.2), dkimpy agrees it failed, and nobody seals after that (§5.1 step 1)."""
+    first, second, third = hops
+    message = first.seal(BASE, ArcVerdict(ArcResult.NONE))
+    tampered = message.replace(b"cv=none", b"cv=none; x=1", 1)
+    chain = run(verify_arc(resolver_of(hops), tampered))
+    assert chain.result == ArcResult.FAIL
+    assert "ARC-Seal i=1" in chain.reason
+    failed = second.seal(tampered, chain)
+    assert re.match(rb"ARC-Seal:[^:]*\bcv=fail;", failed)
+    after = run(verify_arc(resolver_of(hops), failed))
+    assert (after.result, after.latest_cv, after.instances) == (ArcResult.FAIL, "fail", 2)
+    assert dkimpy_arc(failed, hops) == "fail"
+    again = seal(
+        failed, key=third.key, domain=third.domain, authserv_id="mx.fwd.example.com",
+        authentication_results="arc=fail", chain=after,
+    )  # fmt: skip
+    assert again == b""
+
+
+def test_ed25519_seal(hops):
+    ed_hop = Hop("ed.example", "ed25519")
+    message = ed_hop.seal(BASE, ArcVerdict(ArcResult.NONE))
+    assert b"a=ed25519-sha256" in message
+    verdict = run(verify_arc(resolver_of([ed_hop]), message))
+    assert verdict.result == ArcResult.PASS, verdict.reason
+
+
+def test_key_trouble(hops):
+    first = hops[0]
+    message = first.seal(BASE, ArcVerdict(ArcResult.NONE))
+    trouble = run(verify_arc(resolver_of([], temporary={first.name}), message))
+    assert (trouble.result, trouble.temporary) == (ArcResult.FAIL, True)
+    missing = run(verify_arc(FakeResolver({}), message))
+    assert (missing.result, missing.temporary) == (ArcResult.FAIL, False)
+    assert "no key" in missing.reason
+    revoked = FakeResolver({first.name: {"TXT": ["v=DKIM1; k=rsa; p="]}})
+    assert "key revoked" in run(verify_arc(revoked, message)).reason
+
+
+def test_instance_limits(hops):
+    """i= above 50 is a broken chain (§4.2.1); a full chain is not sealed again."""
+    first = hops[0]
+    message = first.seal(BASE, ArcVerdict(ArcResult.NONE))
+    too_high = message.replace(b"i=1;", b"i=51;")
+    verdict = run(verify_arc(resolver_of(hops), too_high))
+    assert verdict.result == ArcResult.FAIL
+    assert "i=51" in verdict.reason
+    full = ArcVerdict(ArcResult.PASS, instances=50)
+    assert (
+        seal(
+            BASE,
+            key=first.key,
+            domain=first.domain,
+            authserv_id="mx.example",
+            authentication_results="arc=pass",
+            chain=full,
+        )
+        == b""
+    )
+
+
+def test_seal_refuses_a_chain_that_does_not_match(hops):
+    with pytest.raises(ArcError, match="do not match"):
+        seal(
+            BASE, key=hops[0].key, domain="lists.example.net", authserv_id="mx.example",
+            authentication_results="spf=pass", chain=ArcVerdict(ArcResult.PASS, instances=1),
+        )  # fmt: skip
+    with pytest.raises(ArcError, match="authserv-id"):
+        seal(
+            BASE, key=hops[0].key, domain="lists.example.net", authserv_id="mx example",
+            authentication_results="spf=pass", chain=ArcVerdict(ArcResult.NONE),
+        )  # fmt: skip
+
+
+def test_large_message_chain(hops):
+    body = b"".join(b"line %d of a long message\r\n" % i for i in range(20_000))
+    first, second, _ = hops
+    message = first.seal(BASE + body, ArcVerdict(ArcResult.NONE))
+    message = second.seal(message, run(verify_arc(resolver_of(hops), message)))
+    verdict = run(verify_arc(resolver_of(hops), message))
+    assert (verdict.result, verdict.instances) == (ArcResult.PASS, 2), verdict.reason
+    assert dkimpy_arc(message, hops) == "pass"
