@@ -17,8 +17,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from mailstead.dns import Answer
-from mailstead.mailauth.dkim import SigningKey, generate_key, sign, txt_value
+from mailstead.dns import Answer, StubResolver
+from mailstead.mailauth.dkim import SigningKey, dns_record, generate_key, sign, txt_value
 from mailstead.mailauth.dkim_verify import (
     LARGE_BODY,
     DkimResult,
@@ -27,6 +27,7 @@ from mailstead.mailauth.dkim_verify import (
     verify_dkim,
 )
 from mailstead.testing.dns import FakeResolver
+from mailstead.testing.nsd import nsd_missing, nsd_server
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "testdata" / "dkim" / "dkimpy-1.1.8"
@@ -66,7 +67,9 @@ def run(coro):
     return asyncio.run(coro)
 
 
-def verify(resolver: FakeResolver, message: bytes, **kwargs: object) -> list[DkimVerdict]:
+def verify(
+    resolver: FakeResolver | StubResolver, message: bytes, **kwargs: object
+) -> list[DkimVerdict]:
     return run(verify_dkim(resolver, message, **kwargs))  # type: ignore[arg-type]
 
 
@@ -617,3 +620,46 @@ def test_large_body_is_hashed_off_the_event_loop(rsa_private):
     verdicts = run(main())
     assert verdicts[0].result == DkimResult.PASS, verdicts[0].reason
     assert ticks - ticks_at_answer[0] > 10
+
+
+# -- over the wire --------------------------------------------------------------------------------
+@pytest.mark.interop
+def test_keys_from_a_real_nameserver(tmp_path):
+    """A private NSD serves the key records as zone files write them: the 2048-bit RSA record
+    split into several character-strings (RFC 6376 §3.6.2.2 joins them), an Ed25519 record,
+    a revoked one, and a zone that answers SERVFAIL (temperror)."""
+    reason = nsd_missing()
+    if reason:
+        pytest.skip(reason)
+    rsa_key = SigningKey.from_pem("rsa2048", generate_key("rsa").private_key_pem)
+    ed_key = SigningKey.from_pem("ed", generate_key("ed25519").private_key_pem)
+    rsa_record = dns_record("example.test", "rsa2048", "rsa", rsa_key.public_key)
+    assert len(rsa_record.strings) > 1
+    zone = "\n".join(
+        [
+            "$TTL 300",
+            "@ IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 300",
+            "@ IN NS ns.example.test.",
+            "ns IN A 127.0.0.1",
+            rsa_record.zone_text(),
+            dns_record("example.test", "ed", "ed25519", ed_key.public_key).zone_text(),
+            'gone._domainkey IN TXT "v=DKIM1; k=rsa; p="',
+        ]
+    )
+    now = int(time.time())
+    signed = sign(MESSAGE, "example.test", [rsa_key, ed_key], timestamp=now) + MESSAGE
+    gone = SigningKey.from_pem("gone", rsa_key.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))  # fmt: skip
+    signed = sign(signed, "example.test", [gone], timestamp=now) + signed
+    signed = sign(signed, "broken.test", [ed_key], timestamp=now) + signed
+    with nsd_server({"example.test": zone + "\n", "broken.test": None}, tmp_path / "nsd") as ns:
+        resolver = StubResolver([ns.nameserver], timeout=2, attempts=1)
+        verdicts = verify(resolver, signed)
+    assert [(v.domain, v.selector, v.result) for v in verdicts] == [
+        ("broken.test", "ed", DkimResult.TEMPERROR),
+        ("example.test", "gone", DkimResult.PERMERROR),
+        ("example.test", "rsa2048", DkimResult.PASS),
+        ("example.test", "ed", DkimResult.PASS),
+    ]
+    assert verdicts[2].key_bits == 2048
