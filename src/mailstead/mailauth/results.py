@@ -4,7 +4,14 @@
 checker's verdict onto it: per method a result string (``pass``, ``fail``…), a property map
 (``{"smtp.mailfrom": "example.org"}``, ``{"header.d": …, "header.s": …, "header.b": …}``), and
 optionally a comment and a reason. :func:`remove_own_results` drops the fields that claim to be
-ours before we add our own (RFC 8601 §5).
+ours before we add our own (RFC 8601 §5). For example::
+
+    format_authentication_results(
+        "mx.example.org",
+        spf=("pass", {"smtp.mailfrom": "example.com"}),
+        dkim=[("pass", {"header.d": "example.com", "header.s": "sel", "header.b": "AbCdEf12"})],
+        dmarc=(verdict.result, {"header.from": verdict.from_domain}, verdict.comment),
+    )
 """
 
 from __future__ import annotations
