@@ -4,7 +4,10 @@ policy discovery, alignment, pct sampling and the From domain; DNS from FakeReso
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 
+import publicsuffixlist
 import pytest
 
 from mailstead.mailauth.dmarc import (
@@ -18,7 +21,7 @@ from mailstead.mailauth.dmarc import (
     is_dmarc_record,
     parse_dmarc_record,
 )
-from mailstead.mailauth.psl import organizational_domain, public_suffix
+from mailstead.mailauth.psl import ascii_domain, organizational_domain, public_suffix
 from mailstead.testing.dns import FakeResolver
 
 # -- records ------------------------------------------------------------------------------------
@@ -139,6 +142,34 @@ def test_is_dmarc_record():
 )
 def test_organizational_domain(domain, org):
     assert organizational_domain(domain) == org
+
+
+def psl_test_vectors():
+    """The Public Suffix List project's own test cases (test_psl.txt, shipped in the package)."""
+    path = Path(publicsuffixlist.__file__).with_name("test_psl.txt")
+    if not path.exists():  # pragma: no cover - an older or trimmed package
+        return []
+    cases = re.findall(
+        r"^checkPublicSuffix\((null|'[^']*'), (null|'[^']*')\);",
+        path.read_text(encoding="utf-8"),
+        re.MULTILINE,
+    )
+    return [(a.strip("'"), None if b == "null" else b.strip("'")) for a, b in cases if a != "null"]
+
+
+@pytest.mark.parametrize(("domain", "expected"), psl_test_vectors())
+def test_psl_project_vectors(domain, expected):
+    if domain.startswith(".") or ".." in domain:
+        with pytest.raises(ValueError, match="invalid domain"):
+            organizational_domain(domain)
+    elif expected is None:  # the name is a public suffix: its own organizational domain
+        assert organizational_domain(domain) == public_suffix(domain) == ascii_domain(domain)
+    else:
+        assert organizational_domain(domain) == ascii_domain(expected)
+
+
+def test_the_psl_vectors_were_found():
+    assert len(psl_test_vectors()) > 50
 
 
 def test_public_suffix_and_bad_names():
