@@ -26,9 +26,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
+from mailstead.testing.dnssec import dnssec_missing, sign_zone, unbound_server
 from mailstead.testing.nsd import nsd_missing, nsd_server
-from mailstead.testing.pki import TestCA
+from mailstead.testing.pki import TestCA, cert_sha256, spki_sha256
 from mailstead.testing.server import (
     Account,
     RunningServer,
@@ -473,3 +475,109 @@ def test_mta_sts_policy_survives_a_restart_and_a_failed_fetch(sts):
     )
     failed = [e for e in sender.log_lines() if e.get("msg") == "mta_sts.fetch_failed"]
     assert failed and failed[0]["cached"] == "older"
+
+
+# --- 3. DANE ------------------------------------------------------------------------------------
+def dane_zone(prefix: str, tlsa: dict[str, str]) -> str:
+    lines = [
+        "$TTL 60",
+        "@ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60",
+        "@ IN NS ns.test.",
+        "ns IN A 127.0.0.1",
+    ]
+    hosts = {"good": 2, "wrong": 3, "nostarttls": 4, "ta": 5, "bogus": 2}
+    for label, n in hosts.items():
+        lines += [f"{label} IN MX 10 mx.{label}", f"mx.{label} IN A {prefix}.{n}"]
+        lines.append(f"_25._tcp.mx.{label} IN TLSA {tlsa[label]}")
+    return "\n".join(lines) + "\n"
+
+
+def plain_zone(prefix: str) -> str:
+    return "\n".join([
+        "$TTL 60",
+        "@ IN SOA ns.plain. hostmaster.plain. 1 3600 600 86400 60",
+        "@ IN NS ns.plain.",
+        "ns IN A 127.0.0.1",
+        "x IN MX 10 mx.x",
+        f"mx.x IN A {prefix}.2",
+        "_25._tcp.mx.x IN TLSA 3 1 1 " + "ab" * 32,  # unsigned: never used
+    ]) + "\n"  # fmt: skip
+
+
+def test_dane(peers, tmp_path):
+    if nsd_missing() or dnssec_missing():
+        pytest.skip(str(nsd_missing() or dnssec_missing()))
+    prefix = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}"
+    port = free_port()
+    ca = TestCA()
+
+    def peer_config(name: str, n: int, domains: list[str], *, ca_issued: bool = False) -> Path:
+        data_dir = tmp_path / name
+        if ca_issued:  # the file holds the leaf and the CA: a DANE-TA server sends its anchor
+            ca.issue([name], data_dir / "tls" / "cert.pem", data_dir / "tls" / "key.pem")
+        config = write_config(data_dir, hostname=name,
+                              overrides={"listen": {"smtp": [f"{prefix}.{n}:{port}"]}})  # fmt: skip
+        populate(config, domains, [Account(f"u@{d}", "pw") for d in domains])
+        return config
+
+    good = peer_config("mx.good.test", 2, ["good.test", "x.plain", "bogus.test"])
+    wrong = peer_config("mx.wrong.test", 3, ["wrong.test"])
+    anchored = peer_config("mx.ta.test", 5, ["ta.test"], ca_issued=True)
+    good_cert = x509.load_pem_x509_certificate((good.parent / "tls" / "cert.pem").read_bytes())
+    tlsa = {
+        "good": f"3 1 1 {spki_sha256(good_cert)}",
+        "wrong": f"3 1 1 {spki_sha256(good_cert)}",  # not mx.wrong's key
+        "nostarttls": f"3 1 1 {spki_sha256(good_cert)}",
+        "ta": f"2 0 1 {cert_sha256(ca.certificate)}",
+        "bogus": f"3 1 1 {spki_sha256(good_cert)}",
+    }
+    signed = sign_zone("test", dane_zone(prefix, tlsa), tmp_path / "keys")
+    # a record changed after signing: its signature no longer verifies (bogus: SERVFAIL)
+    lines = signed.text.splitlines()
+    [index] = [i for i, line in enumerate(lines)
+               if line.startswith("_25._tcp.mx.bogus.test.") and "\tTLSA\t" in line]  # fmt: skip
+    lines[index] = lines[index][:-8] + "00000000"
+    zones = {"test": "\n".join(lines) + "\n", "plain": plain_zone(prefix)}
+    with (
+        nsd_server(zones, tmp_path / "nsd") as ns,
+        unbound_server(ns, ["test", "plain"], signed.trust_anchor, tmp_path / "unbound",
+                       signed=["test"]) as resolver,
+    ):  # fmt: skip
+        good_mx, wrong_mx, ta_mx = peers.start(good), peers.start(wrong), peers.start(anchored)
+        sink = peers.sink(f"{prefix}.4", port)  # no STARTTLS
+        sender = peers.sender(remote_port=port, toml=(
+            ("dns", f'nameservers = ["{resolver.nameserver}"]'),))  # fmt: skip
+        marks = {label: marker() for label in ("good", "wrong", "nostarttls", "ta", "bogus")}
+        marks["plain"] = marker()
+        to = {label: f"u@{label}.test" for label in marks} | {"plain": "u@x.plain"}
+        for label, mark in marks.items():
+            submit(sender, [to[label]], message(mark, to[label]))
+
+        # DANE-EE 3 1 1 matching: delivered over TLS
+        [copy] = wait_for(lambda: with_marker(good_mx.messages(to["good"]), marks["good"]),
+                          "the DANE-EE delivery")  # fmt: skip
+        assert received_over_tls(copy)
+        # DANE-TA 2 0 1: the test CA in the chain, the name checked
+        [copy] = wait_for(lambda: with_marker(ta_mx.messages(to["ta"]), marks["ta"]),
+                          "the DANE-TA delivery")  # fmt: skip
+        assert received_over_tls(copy)
+        # an unsigned zone's TLSA records are ignored: opportunistic, delivered
+        [copy] = wait_for(lambda: with_marker(good_mx.messages(to["plain"]), marks["plain"]),
+                          "the unsigned zone's delivery")  # fmt: skip
+        # a mismatching TLSA record: deferred, never sent
+        wait_for(lambda: deferred_with(sender, to["wrong"], "DANE: no TLSA record"), "wrong")
+        # TLSA records and no STARTTLS: deferred, never sent in clear
+        wait_for(lambda: deferred_with(sender, to["nostarttls"], "STARTTLS was not offered"),
+                 "nostarttls")  # fmt: skip
+        # a TLSA lookup that fails on the signed zone: deferred
+        wait_for(lambda: deferred_with(sender, to["bogus"], "TLSA lookup of"), "bogus")
+        assert not with_marker(wrong_mx.messages(to["wrong"]), marks["wrong"])
+        assert not dumped(sink, marks["nostarttls"])
+        assert not with_marker(good_mx.messages(to["bogus"]), marks["bogus"])
+        assert not [m for m in sender.messages(ALICE) if b"multipart/report" in m]
+        plans = [e for e in sender.log_lines() if e.get("msg") == "queue.tls_policy"]
+        planned = {(p["domain"], json.dumps(p["hosts"], sort_keys=True)) for p in plans}
+        assert ("good.test", '{"mx.good.test": "dane"}') in planned
+        assert ("ta.test", '{"mx.ta.test": "dane"}') in planned
+        assert not any(domain == "x.plain" for domain, _ in planned)
+        sender.stop()

@@ -88,3 +88,17 @@ def test_relays_and_literals_are_not_mta_sts_routes(tmp_path):
     literal = plan(resolver, planner, domain="[127.0.0.9]")
     assert isinstance(literal, TlsPlan) and literal.connections == {}
     assert not any(q.startswith("TXT") for q in resolver.queries)
+
+
+def test_dane_wins_over_mta_sts(tmp_path):
+    resolver, planner = world(
+        tmp_path, "version: STSv1\nmode: enforce\nmx: *.example.test\nmax_age: 600\n"
+    )
+    resolver.authentic = True  # a validating resolver vouches for every answer
+    resolver.add("_25._tcp.mx2.other.test", "TLSA", [(3, 1, 1, "ab" * 32)])
+    planner.dane_resolver = resolver
+    result = plan(resolver, planner)
+    assert isinstance(result, TlsPlan)
+    sources = {t.host: result.connection(t).source for t in Failover(result.route)}
+    # mx2 is outside the MTA-STS policy, but its TLSA records decide (RFC 8461 §2)
+    assert sources == {"mx1.example.test": "mta-sts", "mx2.other.test": "dane"}

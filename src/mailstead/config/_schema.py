@@ -649,6 +649,14 @@ class QueueConfig:
         PathSpec(empty_is_none=True),
         "CA certificates (PEM) that verify the relays' certificates. \"\" uses the system's.",
     )
+    dane: bool = setting(
+        True,
+        Bool(),
+        "Use DANE (RFC 7672): when the DNS vouches (DNSSEC, the AD bit) for an MX host's TLSA "
+        "records, TLS is mandatory and the certificate must match them, or the mail waits in "
+        "the queue. Needs a DNSSEC-validating resolver in [dns] nameservers, on this machine "
+        "(e.g. unbound on 127.0.0.1); with one that does not validate, DANE never applies.",
+    )
     mta_sts: bool = setting(
         True,
         Bool(),

@@ -32,6 +32,7 @@ from pathlib import Path
 from mailstead.config import Config
 from mailstead.dns import Resolver
 from mailstead.observability.log import log_event
+from mailstead.outbound import dane
 from mailstead.outbound.mta_sts import MtaSts, Policy, PolicyCache
 from mailstead.outbound.routing import Route, RouteFailure, Target
 from mailstead.outbound.sender import SmtpAuth, TlsPolicy
@@ -64,16 +65,19 @@ class TlsPlan:
 
 
 class OutboundTls:
-    """Plans the TLS of MX routes (see the module docstring). ``mta_sts`` None: policies are
-    not looked at. ``verify_context`` gives the context verifying MX certificates under an
-    enforced MTA-STS policy (built on first use, off the event loop)."""
+    """Plans the TLS of MX routes (see the module docstring). ``dane_resolver`` None: DANE is
+    not used (the resolver must be a validating one for it to ever apply); ``mta_sts`` None:
+    policies are not looked at. ``verify_context`` gives the context verifying MX certificates
+    under an enforced MTA-STS policy (built on first use, off the event loop)."""
 
     def __init__(
         self,
         *,
+        dane_resolver: Resolver | None = None,
         mta_sts: MtaSts | None = None,
         verify_context: Callable[[], ssl.SSLContext] = ssl.create_default_context,
     ) -> None:
+        self.dane_resolver = dane_resolver
         self.mta_sts = mta_sts
         self._verify_context = verify_context
         self._context: ssl.SSLContext | None = None
@@ -86,40 +90,57 @@ class OutboundTls:
     async def plan(self, route: Route) -> TlsPlan | RouteFailure:
         if route.kind not in ("mx", "implicit"):
             return TlsPlan(route)
+        lookups: dict[str, dane.DaneLookup] = {}
+        if self.dane_resolver is not None:
+            resolver = self.dane_resolver
+            found = await asyncio.gather(*(dane.lookup(hop, resolver) for hop in route.hops))
+            lookups = {hop.host: result for hop, result in zip(route.hops, found, strict=True)}
         policy = await self.mta_sts.policy(route.domain) if self.mta_sts is not None else None
-        if policy is None:
-            return TlsPlan(route)
-        if policy.mode == "testing":
+        if policy is not None and policy.mode == "testing":
             self._log_testing(route, policy)
-            return TlsPlan(route)
-        return await self._enforce(route, policy)
-
-    async def _enforce(self, route: Route, policy: Policy) -> TlsPlan | RouteFailure:
-        context = await self.context()
+            policy = None
         hops = []
         connections: dict[str, Connection] = {}
         notes = list(route.notes)
+        temporary: list[str] = []
         for hop in route.hops:
-            if not policy.matches(hop.host):
-                notes.append(f"MX host {hop.host} is not in the MTA-STS policy (RFC 8461 §4.1)")
+            lookup = lookups.get(hop.host)
+            if lookup is not None and lookup.outcome == "dane":  # RFC 8461 §2: DANE first
+                tls = TlsPolicy.with_dane(hop.host, lookup.records, lookup.names)
+                connections[hop.host] = Connection(tls, source="dane")
+            elif lookup is not None and lookup.outcome == "temporary":
+                notes.append(f"MX host {hop.host} skipped: {lookup.detail} (RFC 7672 §2.2)")
+                temporary.append(lookup.detail)
                 continue
+            elif policy is not None:
+                if not policy.matches(hop.host):
+                    notes.append(f"MX host {hop.host} is not in the MTA-STS policy (RFC 8461 §4.1)")
+                    continue
+                tls = TlsPolicy.required(hop.host)
+                connections[hop.host] = Connection(tls, await self.context(), source="mta-sts")
             hops.append(hop)
-            tls = TlsPolicy.required(hop.host)
-            connections[hop.host] = Connection(tls, context, source="mta-sts")
-        if not hops:
+        if connections:
             log_event(
-                log, "mta_sts.no_mx_allowed", logging.WARNING, domain=route.domain,
-                mx=[hop.host for hop in route.hops], policy=list(policy.mx), id=policy.id,
+                log, "queue.tls_policy", domain=route.domain,
+                hosts={host: c.source for host, c in connections.items()},
             )  # fmt: skip
-            return RouteFailure(
-                route.domain,
-                451,
-                "4.7.5",
-                f"no MX host of {route.domain} matches its MTA-STS policy "
-                f"(mx: {', '.join(policy.mx)}; RFC 8461 §4.1)",
-            )
-        planned = dataclasses.replace(route, hops=tuple(hops), notes=tuple(notes))
-        return TlsPlan(planned, connections)
+        if hops:
+            return TlsPlan(dataclasses.replace(route, hops=tuple(hops), notes=tuple(notes)),
+                           connections)  # fmt: skip
+        if temporary:
+            return RouteFailure(route.domain, 451, "4.4.3", "; ".join(temporary))
+        assert policy is not None
+        log_event(
+            log, "mta_sts.no_mx_allowed", logging.WARNING, domain=route.domain,
+            mx=[hop.host for hop in route.hops], policy=list(policy.mx), id=policy.id,
+        )  # fmt: skip
+        return RouteFailure(
+            route.domain,
+            451,
+            "4.7.5",
+            f"no MX host of {route.domain} matches its MTA-STS policy "
+            f"(mx: {', '.join(policy.mx)}; RFC 8461 §4.1)",
+        )
 
     def _log_testing(self, route: Route, policy: Policy) -> None:
         outside = [hop.host for hop in route.hops if not policy.matches(hop.host)]
@@ -138,6 +159,8 @@ def load_outbound_tls(config: Config, resolver: Resolver) -> OutboundTls:
             ssl.create_default_context, cafile=str(ca_file) if ca_file else None
         )
     )
+    if queue.dane:
+        planner.dane_resolver = resolver
     if queue.mta_sts:
         cache = PolicyCache(config.server.data_dir / "mta-sts")
         planner.mta_sts = MtaSts(resolver, cache, planner.context, port=queue.mta_sts_port)

@@ -69,13 +69,16 @@ RouteKind = Literal["mx", "implicit", "literal", "smarthost"]
 class Hop:
     """One host to try. ``preference`` is the MX preference (0 for an implicit MX, None for a
     smarthost or an address literal); ``alias_of`` is the canonical name when the MX target
-    was an alias (CNAME)."""
+    was an alias (CNAME). ``dnssec``: the MX lookup (or, for an implicit MX, the domain's
+    lookup) and this host's address lookup were both DNSSEC-validated (the AD bit), the
+    condition for DANE (RFC 7672 §2.2)."""
 
     host: str
     preference: int | None
     addresses: tuple[IPAddress, ...]
     port: int = SMTP_PORT
     alias_of: str | None = None
+    dnssec: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +198,7 @@ def _address_literal(domain: str) -> IPAddress:
 
 
 async def _hop_for(
-    name: str, preference: int | None, port: int, resolver: Resolver
+    name: str, preference: int | None, port: int, resolver: Resolver, *, secure: bool = False
 ) -> tuple[Hop | None, Answer[IPAddress]]:
     answer = await resolver.addresses(name)
     if not answer.found:
@@ -204,7 +207,8 @@ async def _hop_for(
     if not addresses:
         return None, answer
     alias = answer.canonical_name if answer.cnames else None
-    return Hop(name, preference, addresses, port, alias), answer
+    dnssec = secure and answer.authentic
+    return Hop(name, preference, addresses, port, alias, dnssec), answer
 
 
 async def _smarthost_route(
@@ -270,7 +274,7 @@ async def route(
     if mx.status is Status.NXDOMAIN:
         return _failure(name, "5.1.2", f"domain {name} does not exist")
     if mx.status is Status.NO_DATA:
-        return await _implicit_route(name, resolver, notes)
+        return await _implicit_route(name, resolver, notes, secure=mx.authentic)
 
     records = list(mx.records)
     if len(records) == 1 and records[0].is_null:
@@ -304,7 +308,9 @@ async def route(
         notes.append(f"{len(ordered) - MAX_MX_HOSTS} MX hosts beyond the first {MAX_MX_HOSTS}")
         ordered = ordered[:MAX_MX_HOSTS]
 
-    results = await asyncio.gather(*(_hop_for(h, p, SMTP_PORT, resolver) for p, h in ordered))
+    results = await asyncio.gather(
+        *(_hop_for(h, p, SMTP_PORT, resolver, secure=mx.authentic) for p, h in ordered)
+    )
     hops: list[Hop] = []
     temporary: list[str] = []
     for (_, host), (hop, answer) in zip(ordered, results, strict=True):
@@ -324,8 +330,10 @@ async def route(
     return Route(name, "mx", tuple(hops), tuple(notes))
 
 
-async def _implicit_route(name: str, resolver: Resolver, notes: list[str]) -> Route | RouteFailure:
-    hop, answer = await _hop_for(name, 0, SMTP_PORT, resolver)
+async def _implicit_route(
+    name: str, resolver: Resolver, notes: list[str], *, secure: bool
+) -> Route | RouteFailure:
+    hop, answer = await _hop_for(name, 0, SMTP_PORT, resolver, secure=secure)
     if hop is not None:
         if hop.alias_of:
             notes.append(f"{name} is an alias of {hop.alias_of}")

@@ -9,8 +9,9 @@ the connection (RSET between them). A session that cannot go on (connection refu
 
 TLS follows a `TlsPolicy`: ``none``; ``opportunistic`` (STARTTLS when offered, the certificate
 not checked: most MX certificates would not pass, RFC 7435); ``required`` (STARTTLS or fail, the
-certificate checked against ``hostname``). MTA-STS and DANE will choose the policy per
-destination. AUTH (for smarthosts) runs `mailstead.sasl.SaslClient`; the SCRAM work runs in a
+certificate checked against ``hostname``), or required with the chain matched against DANE
+TLSA records instead of the CAs; `mailstead.outbound.policy` chooses it per destination. AUTH
+(for smarthosts) runs `mailstead.sasl.SaslClient`; the SCRAM work runs in a
 thread so a hostile iteration count cannot stall the event loop.
 """
 
@@ -28,7 +29,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from mailstead.dns import TLSA
 from mailstead.observability.log import log_event
+from mailstead.outbound import dane
 from mailstead.protocols.smtp import NEED_DATA, Reply
 from mailstead.protocols.smtp.client import (
     SEND_MORE,
@@ -74,12 +77,13 @@ __all__ = [
 log = logging.getLogger("mailstead.outbound.sender")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_DER = 2  # _ssl.ENCODING_DER: the internal chain's certificates as DER
 ResultHook = Callable[[int, "MessageResult"], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class TlsPolicy:
-    """What TLS a destination gets (MTA-STS and DANE will pick it; see the module docstring).
+    """What TLS a destination gets (`mailstead.outbound.policy` picks it: DANE, MTA-STS).
 
     ``hostname`` is the name the certificate must match under ``required`` (and the SNI name in
     any mode; an MX host name, never the recipient's domain unless MTA-STS says so)."""
@@ -87,12 +91,18 @@ class TlsPolicy:
     mode: TlsMode
     hostname: str | None = None
     implicit: bool = False  # TLS from the first byte (a relay's port 465, RFC 8314 §3.3)
+    # DANE (RFC 7672): the chain is checked against these TLSA records instead of the CAs
+    # (an empty tuple: TLS without authentication); ``dane_names`` for DANE-TA name checks.
+    dane: tuple[TLSA, ...] | None = None
+    dane_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode is TlsMode.REQUIRED and not self.hostname:
             raise ValueError("a required TLS policy names the host the certificate must match")
         if self.implicit and self.mode is TlsMode.NONE:
             raise ValueError("implicit TLS needs a TLS mode")
+        if self.dane is not None and (self.mode is not TlsMode.REQUIRED or self.implicit):
+            raise ValueError("DANE is for STARTTLS with TLS required")
 
     @classmethod
     def none(cls) -> TlsPolicy:
@@ -105,6 +115,13 @@ class TlsPolicy:
     @classmethod
     def required(cls, hostname: str) -> TlsPolicy:
         return cls(TlsMode.REQUIRED, hostname)
+
+    @classmethod
+    def with_dane(
+        cls, hostname: str, records: tuple[TLSA, ...], names: tuple[str, ...] = ()
+    ) -> TlsPolicy:
+        """STARTTLS required, the server's chain matched against ``records`` (RFC 7672)."""
+        return cls(TlsMode.REQUIRED, hostname, dane=records, dane_names=names or (hostname,))
 
     @classmethod
     def implicit_tls(cls, hostname: str) -> TlsPolicy:
@@ -232,6 +249,21 @@ class _Connection(StreamSession):
         self.transport = transport
         return None
 
+    def tls_peer_chain(self) -> list[bytes]:
+        """The certificates the server sent (DER, its own first), unverified."""
+        ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
+        if ssl_object is None:
+            return []
+        # Python 3.13 made it public; 3.10-3.12 have it on the internal object.
+        getter = getattr(ssl_object, "get_unverified_chain", None) or getattr(
+            getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None
+        )
+        if getter is not None:
+            chain = getter() or []
+            return [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in chain]
+        der = ssl_object.getpeercert(binary_form=True)
+        return [der] if der else []
+
     def tls_peer_certificate(self) -> bytes | None:
         ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
         if ssl_object is None:
@@ -256,7 +288,7 @@ def _verifying_context() -> ssl.SSLContext:
 def _context_for(policy: TlsPolicy, given: ssl.SSLContext | None) -> ssl.SSLContext | None:
     if policy.mode is TlsMode.NONE:
         return None
-    if policy.mode is TlsMode.OPPORTUNISTIC:
+    if policy.mode is TlsMode.OPPORTUNISTIC or policy.dane is not None:  # DANE checks itself
         return given or _opportunistic_context()
     context = given or _verifying_context()
     if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:
@@ -445,6 +477,9 @@ class _Session:
                     self.context, self.policy.hostname, self.timeouts.tls_handshake
                 )
                 self._emit_trace()
+                if error is None and self.policy.dane:
+                    chain = self.conn.tls_peer_chain()
+                    error = dane.verify(chain, self.policy.dane, self.policy.dane_names)
                 if error is not None:
                     self.core.abandon(FailureKind.TLS_FAILED, error)
                 else:
