@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from mailstead.observability.log import log_event
 from mailstead.queue.service import Attempt, Outcome, Outgoing, Queue
 from mailstead.queue.transport import Transport
-from mailstead.store import QueueRecipient, StoreError
+from mailstead.store import QueueItem, QueueRecipient, StoreError
 
 log = logging.getLogger("mailstead.queue.runner")
 
@@ -128,8 +128,9 @@ class QueueRunner:
         self._recorded = set()
         now = self.clock()
         items = await self.queue.store.due_queue_items(now, DUE_BATCH)
-        groups: dict[str, list[Outgoing]] = {}
-        contents: dict[int, bytes] = {}
+        # per destination, the (message, recipients) it can start now; a destination without
+        # a free delivery is looked at again when one of its deliveries finishes
+        wanted: dict[str, list[tuple[QueueItem, tuple[QueueRecipient, ...]]]] = {}
         for item in items:
             busy = self._in_flight, self._recorded
             fresh = [r for r in item.recipients if not any(r.id in ids for ids in busy)]
@@ -137,19 +138,23 @@ class QueueRunner:
             for r in fresh:
                 by_domain.setdefault(r.domain, []).append(r)
             for domain, recipients in by_domain.items():
-                if self._per_domain.get(domain, 0) >= self.limits.per_destination:
-                    continue  # looked at again when one of its deliveries finishes
-                if item.blob_id not in contents:
-                    contents[item.blob_id] = await self.queue.store.read_blob(item.blob_id)
+                free = self.limits.per_destination - self._per_domain.get(domain, 0)
+                chunks = wanted.setdefault(domain, [])
                 for i in range(0, len(recipients), MAX_RECIPIENTS_PER_MESSAGE):
-                    chunk = tuple(recipients[i : i + MAX_RECIPIENTS_PER_MESSAGE])
-                    groups.setdefault(domain, []).append(
-                        Outgoing(item, chunk, contents[item.blob_id])
-                    )
-        for domain, outgoing in groups.items():
+                    if len(chunks) >= free * MESSAGES_PER_DELIVERY:
+                        break  # the rest waits for the next look
+                    chunks.append((item, tuple(recipients[i : i + MAX_RECIPIENTS_PER_MESSAGE])))
+        # the contents in one read (a message removed meanwhile is left out)
+        blob_ids = [item.blob_id for chunks in wanted.values() for item, _ in chunks]
+        contents = await self.queue.store.read_blobs(blob_ids) if blob_ids else {}
+        for domain, chunks in wanted.items():
+            outgoing = [
+                Outgoing(item, chunk, contents[item.blob_id])
+                for item, chunk in chunks
+                if item.blob_id in contents
+            ]
             free = self.limits.per_destination - self._per_domain.get(domain, 0)
-            batches = _split(outgoing, free)
-            for batch in batches:
+            for batch in _split(outgoing, free):
                 self._launch(domain, batch)
         upcoming = await self.queue.store.next_queue_attempt()
         if upcoming is None:
