@@ -105,6 +105,35 @@ class SenderList(Spec[tuple[str, ...]]):
         return list(value)
 
 
+# --- list values of the [mailauth] section --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DomainList(Spec[tuple[str, ...]]):
+    """Domain names, lower-cased, without a trailing dot."""
+
+    TYPE: ClassVar[str] = "list of domain names"
+
+    def parse(self, value: Any, key: str) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise expected(key, 'a list of domain names ("forwarder.example")', value)
+        problems: list[str] = []
+        names: list[str] = []
+        for i, item in enumerate(value):
+            name = item.strip().rstrip(".").lower() if isinstance(item, str) else None
+            problem = hostname_problem(name) if name else "expected a domain name"
+            if problem is not None or name is None:
+                problems.append(f"{key}[{i}]: {show(item)}: {problem}")
+                continue
+            names.append(name)
+        if problems:
+            raise Invalid(problems)
+        return tuple(dict.fromkeys(names))
+
+    def to_toml(self, value: tuple[str, ...]) -> Any:
+        return list(value)
+
+
 # --- list values of the [dns] section -------------------------------------------------------
 
 
@@ -680,6 +709,54 @@ class QueueConfig:
 
 
 @dataclass(frozen=True)
+class MailAuthConfig:
+    verify: bool = setting(
+        True,
+        Bool(),
+        "Check SPF, DKIM, DMARC and ARC of every message arriving on the smtp listener and "
+        "record the results in one Authentication-Results header field (RFC 8601). Mail from "
+        "authenticated users (submission) is never checked.",
+    )
+    authserv_id: str = setting(
+        "",
+        Str(),
+        'The name in Authentication-Results fields; "" uses server.hostname. Incoming '
+        "Authentication-Results fields that claim this name are removed first (RFC 8601 §5).",
+    )
+    trusted_networks: tuple[str, ...] = setting(
+        [],
+        NetworkList(),
+        "Client networks whose mail is not checked (e.g. an internal relay that checked it "
+        "already). Loopback and private addresses are checked like any other unless listed.",
+    )
+    dmarc_reject: str = setting(
+        "reject",
+        Choice(choices=("reject", "quarantine", "none")),
+        "What to do with mail that fails DMARC when its domain publishes p=reject: refuse it "
+        "at the end of DATA (550 5.7.1), deliver it to the Junk folder, or deliver it as usual.",
+    )
+    dmarc_quarantine: str = setting(
+        "quarantine",
+        Choice(choices=("quarantine", "none")),
+        "What to do with mail that fails DMARC when its domain publishes p=quarantine: deliver "
+        "it to the Junk folder, or as usual.",
+    )
+    arc_trusted_sealers: tuple[str, ...] = setting(
+        [],
+        DomainList(),
+        "Forwarders (the d= of their ARC-Seal) whose valid ARC chain overrides a DMARC "
+        "failure (RFC 8617 §7.2): a mailing list or forwarding service known to check mail "
+        "before it changes it.",
+    )
+    arc_seal: bool = setting(
+        True,
+        Bool(),
+        "ARC-seal mail that an alias forwards to a remote address, with the DKIM key of the "
+        "alias's domain (when it has one; see mailstead dkim generate).",
+    )
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = setting(
         "info",
@@ -730,6 +807,11 @@ class Config:
         QueueConfig,
         "The outbound queue: mail for other servers, retried with backoff, reported to the "
         "sender when it fails (see docs/queue.md).",
+    )
+    mailauth: MailAuthConfig = section(
+        MailAuthConfig,
+        "Checks of inbound mail: SPF, DKIM, DMARC and ARC, and what a DMARC failure does "
+        "(see docs/mailauth.md).",
     )
     log: LogConfig = section(LogConfig, "Logging.")
     # Not TOML keys: where the snapshot was loaded from.

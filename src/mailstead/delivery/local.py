@@ -56,16 +56,18 @@ def return_path_header(mail_from: str) -> bytes:
     return b"Return-Path: <" + mail_from.encode("utf-8") + b">\r\n"
 
 
+JUNK = "\\Junk"  # RFC 6154 special use
+
+
 class LocalDelivery:
     """Delivers a message to the INBOX of every local account its recipients resolved to."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def deliver(
-        self, message: bytes, envelope: Envelope, *, internal_date: int | None = None
-    ) -> DeliveryOutcome:
-        """Store ``message`` (Return-Path is prepended) once for all accounts, durably.
+    async def targets(self, envelope: Envelope, *, junk: bool = False) -> list[DeliveryTarget]:
+        """One target per local account the recipients reach: its INBOX, or with ``junk`` its
+        Junk folder (the mailbox with the \\Junk special use; INBOX when it has none).
 
         Two recipients that reach the same account (``alice`` and ``alice+tag``) give one copy.
         """
@@ -75,7 +77,27 @@ class LocalDelivery:
             for account in recipient.resolution.accounts:
                 if account.id not in seen:
                     seen.add(account.id)
-                    targets.append(DeliveryTarget(account.id))
+                    mailbox = await self._junk_folder(account.id) if junk else "INBOX"
+                    targets.append(DeliveryTarget(account.id, mailbox))
+        return targets
+
+    async def _junk_folder(self, account_id: int) -> str:
+        for box in await self.store.list_mailboxes(account_id):
+            if box.special_use == JUNK:
+                return box.name
+        return "INBOX"
+
+    async def deliver(
+        self,
+        message: bytes,
+        envelope: Envelope,
+        *,
+        internal_date: int | None = None,
+        junk: bool = False,
+    ) -> DeliveryOutcome:
+        """Store ``message`` (Return-Path is prepended) once for all accounts, durably; into
+        their Junk folders with ``junk`` (a DMARC quarantine)."""
+        targets = await self.targets(envelope, junk=junk)
         raw = return_path_header(envelope.mail_from) + message
         request = DeliveryRequest(
             raw=raw,

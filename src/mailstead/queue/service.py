@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from mailstead.directory import Directory, RecipientStatus
-from mailstead.mailauth import dkim
+from mailstead.mailauth import arc, dkim
 from mailstead.message.addresses import AddressError, normalize_domain, parse_address_list
 from mailstead.message.headers import get_all, parse_header_fields, split_header_body
 from mailstead.observability.ids import new_id
@@ -226,6 +226,45 @@ class Queue:
                 return raw
             return header + raw
         return raw
+
+    async def _signing_keys(self, domain: str, now: float) -> list[dkim.SigningKey]:
+        """The domain's active keys, parsed (cached for a while: parsing costs milliseconds)."""
+        keys = []
+        for key in await self.store.active_dkim_keys(domain):
+            signing = self._key(key.selector, key.private_key, now)
+            if signing is None:
+                signing = await asyncio.to_thread(
+                    dkim.SigningKey.from_pem, key.selector, key.private_key
+                )
+                self._keys[key.private_key] = (now, signing)
+            keys.append(signing)
+        return keys
+
+    async def arc_seal(
+        self,
+        raw: bytes,
+        domain: str,
+        *,
+        authserv_id: str,
+        results: str,
+        chain: arc.ArcVerdict,
+        now: float | None = None,
+    ) -> bytes:
+        """``raw`` with the next ARC set (RFC 8617 §5.1) sealed with ``domain``'s key (RSA
+        preferred, the algorithm receivers verify most widely); unchanged when the domain has
+        no key or the chain may not be extended."""
+        now = time.time() if now is None else now
+        keys = await self._signing_keys(domain, now)
+        if not keys:
+            return raw
+        key = next((k for k in keys if k.algorithm == "rsa"), keys[0])
+        fields = await asyncio.to_thread(
+            arc.seal, raw, key=key, domain=domain, authserv_id=authserv_id,
+            authentication_results=results, chain=chain, timestamp=int(now),
+        )  # fmt: skip
+        if fields:
+            log_event(log, "queue.arc_sealed", domain=domain, instance=chain.instances + 1)
+        return fields + raw
 
     def _key(self, selector: str, pem: str, now: float) -> dkim.SigningKey | None:
         cached = self._keys.get(pem)

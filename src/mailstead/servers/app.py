@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import signal
 import ssl
@@ -21,6 +22,8 @@ from mailstead.config import Config, ConfigError, load_config
 from mailstead.delivery import LocalDelivery
 from mailstead.directory import Directory
 from mailstead.dns import StubResolver
+from mailstead.mailauth import psl
+from mailstead.mailauth.inbound import InboundPolicy
 from mailstead.observability.log import log_event, setup_logging
 from mailstead.outbound.policy import load_outbound_tls
 from mailstead.outbound.relay import load_relays
@@ -34,7 +37,13 @@ from mailstead.security.bans import AuthFailureTracker
 from mailstead.security.tls import server_context
 from mailstead.servers.imap import IMAPLimits, IMAPService, IMAPServiceState
 from mailstead.servers.pop3 import POP3Limits, POP3Service, POP3ServiceState, channel_bindings
-from mailstead.servers.smtp import SMTPLimits, SMTPService, SMTPServiceState, SubmissionPolicy
+from mailstead.servers.smtp import (
+    InboundChecks,
+    SMTPLimits,
+    SMTPService,
+    SMTPServiceState,
+    SubmissionPolicy,
+)
 from mailstead.store import Store, open_sqlite
 
 log = logging.getLogger("mailstead.server")
@@ -157,6 +166,22 @@ def queue_settings(config: Config) -> QueueSettings:
     )
 
 
+def inbound_checks(config: Config, resolver: StubResolver) -> InboundChecks | None:
+    """[mailauth]: how port 25 checks SPF, DKIM, ARC and DMARC (None: it does not)."""
+    settings = config.mailauth
+    if not settings.verify:
+        return None
+    policy = InboundPolicy(
+        authserv_id=settings.authserv_id or config.server.hostname,
+        dmarc_reject=settings.dmarc_reject,
+        dmarc_quarantine=settings.dmarc_quarantine,
+        arc_trusted_sealers=frozenset(settings.arc_trusted_sealers),
+    )
+    trusted = tuple(ipaddress.ip_network(n, strict=False) for n in settings.trusted_networks)
+    psl.load()  # the Public Suffix List (DMARC), read now rather than at the first message
+    return InboundChecks(resolver, policy, trusted, arc_seal=settings.arc_seal)
+
+
 def queue_runner(config: Config, queue: Queue, resolver: StubResolver) -> QueueRunner:
     settings = config.queue
     hostname = config.server.hostname
@@ -212,6 +237,7 @@ class MailServer:
             submission=submission_policy(config, tls_available=self.tls_context is not None),
         )
         self.resolver = make_resolver(config)
+        self.smtp_state.mailauth = inbound_checks(config, self.resolver)
         self.queue = Queue(self.store, self.directory, queue_settings(config))
         self.queue_runner = queue_runner(config, self.queue, self.resolver)
         self.smtp_state.queue = self.queue

@@ -33,6 +33,9 @@ from mailstead import sasl
 from mailstead.delivery import Envelope, LocalDelivery, Recipient, Spool, return_path_header
 from mailstead.directory import Directory, RecipientStatus, Resolution, answer_credentials
 from mailstead.directory.service import DirectoryError, normalize_address
+from mailstead.dns import Resolver
+from mailstead.mailauth import inbound
+from mailstead.mailauth.spf import SpfVerdict
 from mailstead.message.addresses import parse_address_list
 from mailstead.message.headers import get_all, parse_header_fields, split_header_body
 from mailstead.observability.ids import new_id
@@ -67,7 +70,6 @@ from mailstead.store import (
     Account,
     DeliveryOutcome,
     DeliveryRequest,
-    DeliveryTarget,
     QueueRecipientRequest,
     StoreError,
     StoreErrorCode,
@@ -165,6 +167,23 @@ class SubmissionPolicy:
         return addr.domain in self._domains or (addr.domain, addr.local_key) in self._accounts
 
 
+@dataclass(frozen=True)
+class InboundChecks:
+    """How port 25 checks mail ([mailauth]): the resolver, the policy, who is trusted."""
+
+    resolver: Resolver
+    policy: inbound.InboundPolicy
+    trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    arc_seal: bool = True
+
+    def trusts(self, ip: str) -> bool:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self.trusted_networks)
+
+
 @dataclass(slots=True)
 class SMTPServiceState:
     """What all sessions of one SMTP service (MX and submission listeners) share."""
@@ -181,6 +200,8 @@ class SMTPServiceState:
     # the outbound queue: remote recipients of submission and remote alias targets (None:
     # refused with 451, as before the queue existed)
     queue: Queue | None = None
+    # checks of inbound mail on port 25 (SPF, DKIM, ARC, DMARC); None: not checked
+    mailauth: InboundChecks | None = None
     connections: int = 0
     per_ip: dict[str, int] = field(default_factory=dict)
     sessions: set[SMTPSession] = field(default_factory=set)
@@ -424,6 +445,7 @@ class SMTPSession(StreamSession):
                 tx.mail_from = event.reverse_path
                 tx.mail_params = event.params
                 self.in_transaction = True
+                tx.spf = self._start_spf(helo, event.reverse_path)
                 core.accept()
             elif isinstance(event, RcptTo):
                 await self._rcpt(core, tx, event)
@@ -663,11 +685,61 @@ class SMTPSession(StreamSession):
                 return _MAILBOX_FULL
         return None
 
+    def _checks(self) -> InboundChecks | None:
+        """The inbound checks that apply to this session: port 25, an untrusted client."""
+        checks = self.state.mailauth
+        if checks is None or self.submission or self.account is not None:
+            return None
+        if checks.trusts(self.peer_ip):
+            return None
+        return checks
+
+    def _start_spf(self, helo: str, mail_from: str) -> asyncio.Task[SpfVerdict] | None:
+        """SPF runs while the client sends RCPT and DATA (RFC 7208 §2.4: at MAIL FROM)."""
+        checks = self._checks()
+        if checks is None:
+            return None
+        coro = inbound.check_spf(
+            checks.resolver, self.peer_ip, helo=helo, mail_from=mail_from,
+            receiver=self.state.settings.hostname,
+        )  # fmt: skip
+        return asyncio.get_running_loop().create_task(coro)
+
+    async def _authenticate_message(
+        self, tx: _Transaction, content: bytes
+    ) -> tuple[bytes, inbound.InboundVerdict | None]:
+        """``content`` without forged Authentication-Results of ours, and the verdict of the
+        checks (None when they do not apply)."""
+        checks = self.state.mailauth
+        if checks is None or self.account is not None:
+            return content, None
+        content = inbound.strip_own_results(content, checks.policy.authserv_id)
+        if self._checks() is None:
+            return content, None
+        spf = None
+        if tx.spf is not None:
+            try:
+                spf = await tx.spf
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug in a check must not lose mail: no result, logged
+                log.exception("SPF check failed")
+            tx.spf = None
+        try:
+            verdict = await inbound.check_message(
+                checks.resolver, content, spf=spf, policy=checks.policy
+            )
+        except Exception:
+            log.exception("message authentication failed")
+            return content, None
+        return verdict.header + content, verdict
+
     async def _complete(self, core: ServerCore, tx: _Transaction, helo: str) -> None:
         state = self.state
         started = time.monotonic()
         queue_id = new_id()
         content = tx.spool.getvalue()
+        verdict: inbound.InboundVerdict | None = None
         if self.account is not None:
             checked = await self._submitted_message(content, tx.mail_from)
             if isinstance(checked, Reply):
@@ -676,6 +748,17 @@ class SMTPSession(StreamSession):
                 tx.reset(state.spool_dir)
                 return
             content = checked
+        else:
+            content, verdict = await self._authenticate_message(tx, content)
+            refusal = _refusal_for(verdict)
+            if refusal is not None:
+                core.reply(refusal)
+                self._log_transaction(
+                    tx, helo, queue_id, len(content), refusal, started, verdict=verdict
+                )
+                tx.reset(state.spool_dir)
+                return
+        junk = verdict is not None and verdict.action is inbound.Action.JUNK
         received = self._received_header(tx, helo, queue_id)
         message = received + content
         params = tx.mail_params
@@ -695,9 +778,11 @@ class SMTPSession(StreamSession):
         try:
             remote = self._remote_recipients(tx)
             if remote:
-                outcome = await self._enqueue(message, envelope, remote, queue_id)
+                outcome = await self._enqueue(
+                    message, envelope, remote, queue_id, junk=junk, verdict=verdict
+                )
             else:
-                outcome = await state.delivery.deliver(message, envelope)
+                outcome = await state.delivery.deliver(message, envelope, junk=junk)
         except StoreError as exc:
             reply = STORE_ERROR_REPLIES.get(exc.code, _TEMP_FAILURE)
         except Exception:
@@ -712,7 +797,7 @@ class SMTPSession(StreamSession):
             state.messages_accepted += 1
         else:
             core.reply(reply)
-        self._log_transaction(tx, helo, queue_id, len(message), reply, started)
+        self._log_transaction(tx, helo, queue_id, len(message), reply, started, verdict=verdict)
         tx.reset(state.spool_dir)
 
     @staticmethod
@@ -739,18 +824,18 @@ class SMTPSession(StreamSession):
         envelope: Envelope,
         remote: list[QueueRecipientRequest],
         queue_id: str,
+        *,
+        junk: bool = False,
+        verdict: inbound.InboundVerdict | None = None,
     ) -> DeliveryOutcome:
         """Queue ``message`` for ``remote`` and deliver it to the local recipients in the same
         transaction: one durable commit before the one reply to DATA."""
         queue = self.state.queue
         assert queue is not None
-        targets: list[DeliveryTarget] = []
-        seen: set[int] = set()
-        for recipient in envelope.recipients:
-            for account in recipient.resolution.accounts:
-                if account.id not in seen:
-                    seen.add(account.id)
-                    targets.append(DeliveryTarget(account.id))
+        targets = await self.state.delivery.targets(envelope, junk=junk)
+        forwarded = message
+        if verdict is not None and self.state.mailauth is not None and self.state.mailauth.arc_seal:
+            forwarded = await self._arc_sealed(message, envelope, verdict)
         local = None
         if targets:
             local = DeliveryRequest(
@@ -761,7 +846,7 @@ class SMTPSession(StreamSession):
             )
         ret = envelope.ret.upper() if envelope.ret else None
         _, outcome = await queue.enqueue(
-            message,
+            forwarded,
             envelope.mail_from,
             remote,
             queue_id=queue_id,
@@ -775,6 +860,30 @@ class SMTPSession(StreamSession):
         )
         return outcome if outcome is not None else DeliveryOutcome((), ())
 
+    async def _arc_sealed(
+        self, message: bytes, envelope: Envelope, verdict: inbound.InboundVerdict
+    ) -> bytes:
+        """``message`` with an ARC set of the forwarding alias's domain in front (RFC 8617
+        §5.1), or as it was when that domain has no DKIM key."""
+        queue, checks = self.state.queue, self.state.mailauth
+        assert queue is not None
+        assert checks is not None
+        forwarders = [r.address for r in envelope.recipients if r.resolution.remote]
+        if not forwarders or verdict.arc is None:
+            return message
+        domain = forwarders[0].rpartition("@")[2].lower()
+        try:
+            return await queue.arc_seal(
+                message,
+                domain,
+                authserv_id=checks.policy.authserv_id,
+                results=verdict.results,
+                chain=verdict.arc,
+            )
+        except Exception:  # forwarding without a seal beats not forwarding
+            log.exception("ARC sealing failed")
+            return message
+
     def _log_transaction(
         self,
         tx: _Transaction,
@@ -783,6 +892,8 @@ class SMTPSession(StreamSession):
         size: int,
         reply: Reply | None,
         started: float,
+        *,
+        verdict: inbound.InboundVerdict | None = None,
     ) -> None:
         """One line per transaction; ``reply`` None when the message was accepted."""
         if reply is None:
@@ -803,6 +914,7 @@ class SMTPSession(StreamSession):
             refused=[{"rcpt": a, "code": c} for a, c in tx.refused],
             size=size,
             result=result,
+            auth=verdict.log if verdict is not None else None,
             ms=round((time.monotonic() - started) * 1000, 2),
         )
 
@@ -853,6 +965,8 @@ class _Transaction:
     spool: Spool = field(default_factory=lambda: Spool(None))
     esmtp: bool = False
     tls: str = ""
+    # SPF of HELO and MAIL FROM, started at MAIL FROM, awaited at the end of DATA
+    spf: asyncio.Task[SpfVerdict] | None = None
 
     def reset(self, spool_dir: Any) -> None:
         self.spool.discard()
@@ -861,6 +975,25 @@ class _Transaction:
         self.mail_params = None
         self.recipients = []
         self.refused = []
+        if self.spf is not None:
+            self.spf.cancel()
+            self.spf = None
+
+
+_DMARC_TEMPORARY = "Sender authentication could not be checked (DNS), try again later"
+
+
+def _refusal_for(verdict: inbound.InboundVerdict | None) -> Reply | None:
+    """The reply to DATA when the checks refuse the message (RFC 7489 §6.7: reject at the
+    end of DATA; a DNS timeout only ever defers)."""
+    if verdict is None:
+        return None
+    if verdict.action is inbound.Action.REJECT:
+        domain = verdict.from_domain or "the sender's domain"
+        return Reply(550, "5.7.1", f"Message rejected by the DMARC policy of {domain}")
+    if verdict.action is inbound.Action.DEFER:
+        return Reply(451, "4.4.3", _DMARC_TEMPORARY)
+    return None
 
 
 def _format(reply: Reply) -> bytes:

@@ -54,6 +54,9 @@ def write_config(
         },
         "log": {"format": "json", "file": "mailstead.log"},
         "auth": {"allow_plaintext_on_loopback": True},
+        # SPF/DKIM/DMARC would ask the machine's resolver, beyond loopback: the tests of mail
+        # authentication turn this on with [dns] nameservers pointing at their own NSD
+        "mailauth": {"verify": False},
     }
     for section, values in (overrides or {}).items():
         sections.setdefault(section, {}).update(values)
