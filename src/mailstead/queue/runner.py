@@ -27,7 +27,10 @@ from mailstead.store import QueueItem, QueueRecipient, StoreError
 log = logging.getLogger("mailstead.queue.runner")
 
 POLL_INTERVAL = 5.0  # seconds: how soon changes made by other processes are seen
-DUE_BATCH = 1000  # recipients read per look at the due index
+# Recipients not under way read per look at the due index: enough that a destination's
+# deliveries find many of its messages even when the queue interleaves many destinations.
+DUE_BATCH = 5000
+MAX_DUE_ROWS = 20_000  # rows per look in all, those under way included (they are due too)
 # RFC 5321 §4.5.3.1.8: a server must take at least 100 recipients per transaction.
 MAX_RECIPIENTS_PER_MESSAGE = 100
 MESSAGES_PER_DELIVERY = 50  # messages one delivery task takes for its destination
@@ -127,7 +130,8 @@ class QueueRunner:
         """Start deliveries for what is due; returns the seconds until the next look."""
         self._recorded = set()
         now = self.clock()
-        items = await self.queue.store.due_queue_items(now, DUE_BATCH)
+        limit = min(DUE_BATCH + len(self._in_flight), MAX_DUE_ROWS)
+        items = await self.queue.store.due_queue_items(now, limit)
         # per destination, the (message, recipients) it can start now; a destination without
         # a free delivery is looked at again when one of its deliveries finishes
         wanted: dict[str, list[tuple[QueueItem, tuple[QueueRecipient, ...]]]] = {}
