@@ -21,6 +21,7 @@ from mailstead.store import (
     StoreErrorCode,
     open_sqlite,
 )
+from mailstead.store.sqlite.backend import QUEUE_ONLY
 from mailstead.store.sqlite.schema import MIGRATIONS, _statements
 
 RAW = b"From: a@example.org\r\nTo: x@remote.example\r\nSubject: hi\r\n\r\nbody\r\n"
@@ -381,6 +382,42 @@ def test_queue_and_mailbox_share_a_blob(tmp_path):
             assert [refs for _, refs in _blob_rows(tmp_path)] == [2]
             await store.delete_queue_item("Q1")
             assert [refs for _, refs in _blob_rows(tmp_path)] == [1]
+            assert await store.check_integrity() == []
+        finally:
+            await store.close()
+
+    run(body())
+
+
+def _indexed(path) -> list[int]:
+    db = sqlite3.connect(path / "mail.db")
+    try:
+        return [row[0] for row in db.execute("SELECT indexed FROM blobs ORDER BY id")]
+    finally:
+        db.close()
+
+
+def test_queue_only_blobs_are_not_indexed_until_a_mailbox_holds_them(tmp_path):
+    """Nobody searches the queue: its blobs skip the full-text indexer (and deleting them
+    touches no index); delivering the same content to a mailbox makes it indexable."""
+
+    async def body():
+        store = await _open(tmp_path)
+        try:
+            bob = await _account(store)
+            await store.enqueue(request("Q1"))
+            assert _indexed(tmp_path) == [QUEUE_ONLY]
+            assert await store.index_pending() == 0
+            await store.deliver(DeliveryRequest(RAW, [DeliveryTarget(bob.id)], 1))
+            assert _indexed(tmp_path) == [0]  # the same blob, now a mailbox message
+            assert await store.index_pending() == 1
+            inbox = await store.get_mailbox(bob.id, "INBOX")
+            found, unindexed = await store.text_candidates(inbox.id, "body", "BODY")
+            assert (found, unindexed) == ({1}, set())
+            await store.delete_queue_item("Q1")
+            assert _indexed(tmp_path) == [1]
+            await store.enqueue(request("Q2", raw=b"Subject: other\r\n\r\nbye\r\n"))
+            await store.delete_queue_item("Q2")  # a queue-only blob goes without an index row
             assert await store.check_integrity() == []
         finally:
             await store.close()

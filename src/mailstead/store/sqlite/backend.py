@@ -77,6 +77,8 @@ _MAILBOX_COLUMNS = (
     " AND s.name = mailboxes.name), messages, unseen, size, deleted, first_recent_uid"
 )
 SEEN = "\\Seen"
+# blobs.indexed: 0 waits for the full-text indexer, 1 indexed, QUEUE_ONLY held by the queue alone
+QUEUE_ONLY = 2
 _MAILBOX_ROWS_KEPT = 10_000  # get_mailbox's cache: cleared when it reaches this many rows
 DELETED = "\\Deleted"
 _DKIM_COLUMNS = (
@@ -1515,7 +1517,12 @@ def _deliver(
         blob_id = cur.lastrowid
     else:
         blob_id = row[0]
-        conn.execute("UPDATE blobs SET refs = refs + ? WHERE id = ?", (wanted, blob_id))
+        # a blob only the queue held (never indexed) is a mailbox message now: index it
+        conn.execute(
+            "UPDATE blobs SET refs = refs + ?,"
+            f" indexed = CASE indexed WHEN {QUEUE_ONLY} THEN 0 ELSE indexed END WHERE id = ?",
+            (wanted, blob_id),
+        )
 
     uids: list[int | None] = []
     for target, where in zip(request.targets, mailboxes, strict=True):
@@ -1723,15 +1730,18 @@ class _Blob:
 
 
 def _add_blob_ref(conn: sqlite3.Connection, blob: _Blob) -> int:
-    """The blob's id, inserted or with one more reference."""
+    """The blob's id for a queued message, inserted or with one more reference. A new blob
+    is marked QUEUE_ONLY: the full-text indexer skips it (nobody searches the queue) and
+    deleting it after delivery touches no index; a mailbox delivery of the same content
+    clears the mark."""
     row = conn.execute("SELECT id FROM blobs WHERE digest = ?", (blob.digest,)).fetchone()
     if row is not None:
         conn.execute("UPDATE blobs SET refs = refs + 1 WHERE id = ?", (row[0],))
         blob_id: int = row[0]
         return blob_id
     cur = conn.execute(
-        "INSERT INTO blobs(digest, size, codec, data, refs) VALUES (?, ?, ?, ?, 1)",
-        (blob.digest, blob.size, blob.codec, blob.data),
+        "INSERT INTO blobs(digest, size, codec, data, refs, indexed) VALUES (?, ?, ?, ?, 1, ?)",
+        (blob.digest, blob.size, blob.codec, blob.data, QUEUE_ONLY),
     )
     assert cur.lastrowid is not None
     return cur.lastrowid

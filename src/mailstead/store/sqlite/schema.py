@@ -205,6 +205,14 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE report IS NOT NULL;
     CREATE INDEX queue_messages_blob ON queue_messages(blob_id);
     """,
+    # 10: blobs.indexed = 2 marks a blob only the outbound queue holds (never indexed); the
+    # index rows of a deleted blob are deleted only when it had some (FTS5 deletes are costly)
+    """
+    DROP TRIGGER blobs_search_text_delete;
+    CREATE TRIGGER blobs_search_text_delete AFTER DELETE ON blobs WHEN old.indexed = 1 BEGIN
+        DELETE FROM search_text WHERE rowid = old.id;
+    END;
+    """,
 )
 
 
