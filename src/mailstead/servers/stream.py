@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -31,6 +30,11 @@ class StreamSession(asyncio.Protocol):
         self._paused_reading = False
         self._can_write = asyncio.Event()
         self._can_write.set()
+        # next_data's timeout: one timer per connection, moved only when it would fire too
+        # late (a command costs no timer of its own); _deadline is the running wait's (loop time)
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -56,6 +60,9 @@ class StreamSession(asyncio.Protocol):
         self._eof = True
         self.wakeup.set()
         self._can_write.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def pause_writing(self) -> None:
         self._can_write.clear()
@@ -74,23 +81,27 @@ class StreamSession(asyncio.Protocol):
         """Bytes from the client, b"" at EOF, None on timeout or when ``interrupt()`` says so
         (checked whenever ``wakeup`` is set by someone else, e.g. a shutdown or a mailbox
         change)."""
-        deadline = time.monotonic() + wait
-        while not self._inbox:
-            if self._eof:
-                return b""
-            if interrupt():
-                return None
-            self.wakeup.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            # a timer that only sets the event (the loop re-checks the deadline): cheaper per
-            # command than asyncio.timeout's cancellation machinery
-            timer = asyncio.get_running_loop().call_later(remaining, self.wakeup.set)
-            try:
-                await self.wakeup.wait()
-            finally:
-                timer.cancel()
+        if not self._inbox:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait
+            while not self._inbox:
+                if self._eof:
+                    return b""
+                if interrupt():
+                    return None
+                self.wakeup.clear()
+                if loop.time() >= deadline:
+                    return None
+                self._deadline = deadline
+                if self._timer is None or self._timer_at > deadline:
+                    if self._timer is not None:
+                        self._timer.cancel()
+                    self._timer = loop.call_at(deadline, self._timer_fired)
+                    self._timer_at = deadline
+                try:
+                    await self.wakeup.wait()
+                finally:
+                    self._deadline = 0.0
         data = b"".join(self._inbox)
         self._inbox.clear()
         self._inbox_size = 0
@@ -99,10 +110,25 @@ class StreamSession(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
+    def _timer_fired(self) -> None:
+        """The timer came: end the wait under way if its deadline has passed, else move on to
+        its deadline (the wait that armed the timer ended long ago)."""
+        self._timer = None
+        deadline = self._deadline
+        if not deadline:
+            return  # no wait under way: the next one arms a timer
+        loop = asyncio.get_running_loop()
+        if loop.time() >= deadline:
+            self.wakeup.set()
+        else:
+            self._timer = loop.call_at(deadline, self._timer_fired)
+            self._timer_at = deadline
+
     async def write(self, data: bytes) -> None:
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
-            await self._can_write.wait()
+            if not self._can_write.is_set():  # flow control: wait until the buffer drains
+                await self._can_write.wait()
 
     def discard_input(self) -> None:
         """Forget unread input (after STARTTLS: CVE-2011-0411)."""

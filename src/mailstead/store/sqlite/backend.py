@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import mmap
 import os
 import sqlite3
 import threading
@@ -78,26 +77,6 @@ _MAILBOX_COLUMNS = (
     " AND s.name = mailboxes.name), messages, unseen, size, deleted, first_recent_uid"
 )
 SEEN = "\\Seen"
-_WAL_HEADER = 48  # bytes of one copy of the WAL-index header (walformat.html §2.1)
-_WAL_HEADER_COPIES = 2 * _WAL_HEADER
-
-
-def _map_wal_index(path: Path) -> mmap.mmap | None:
-    """The database's ``-shm`` file mapped read-only, or None where there is none."""
-    try:
-        fd = os.open(f"{path}-shm", os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        if os.fstat(fd).st_size < _WAL_HEADER_COPIES:
-            return None
-        return mmap.mmap(fd, _WAL_HEADER_COPIES, mmap.MAP_SHARED, mmap.PROT_READ)
-    except (OSError, ValueError):
-        return None
-    finally:
-        os.close(fd)
-
-
 # blobs.indexed: 0 waits for the full-text indexer, 1 indexed, QUEUE_ONLY held by the queue alone
 QUEUE_ONLY = 2
 _MAILBOX_ROWS_KEPT = 10_000  # get_mailbox's cache: cleared when it reaches this many rows
@@ -154,9 +133,8 @@ class SQLiteStore:
         self._opened = False
         self.feed = ChangeFeed()
         # Mailbox rows by (account, name), each with the data version it was read under.
-        self._mailbox_rows: dict[tuple[int, str], tuple[bytes, MailboxInfo]] = {}
+        self._mailbox_rows: dict[tuple[int, str], tuple[int, MailboxInfo]] = {}
         self._probe: sqlite3.Connection | None = None
-        self._wal_index: mmap.mmap | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -192,9 +170,6 @@ class SQLiteStore:
             return
         self._writer.stop()
         self._readers.shutdown(wait=True)
-        if self._wal_index is not None:
-            self._wal_index.close()
-            self._wal_index = None
         if self._probe is not None:
             self._probe.close()
             self._probe = None
@@ -223,27 +198,19 @@ class SQLiteStore:
                 self._reader_conns.append(conn)
         return conn
 
-    def _data_version(self) -> bytes | None:
-        """A value that changes whenever any connection, of this process or another, commits;
-        None when it cannot be read consistently right now (a commit is being published).
+    def _data_version(self) -> int:
+        """A number that changes whenever any connection, of this process or another, commits
+        (``PRAGMA data_version`` on a connection that never writes; it reads the WAL index in
+        shared memory, no database page, so it is cheap enough for the event loop).
 
-        It is the WAL-index header in the ``-shm`` file (https://www.sqlite.org/walformat.html
-        §2.1: the iChange counter, mxFrame and salts, rewritten at every commit), read through a
-        read-only mapping: no system call, about a microsecond, where ``PRAGMA data_version``
-        costs a statement and a read transaction. SQLite writes the header's two copies in
-        turn, so equal copies are a consistent reading. The probe connection keeps the file
-        open and mapped (SQLite truncates it only for a database nobody has open)."""
+        Not the WAL-index header read through our own mapping of the ``-shm`` file: opening and
+        closing a descriptor of that file would drop every POSIX lock this process holds on it
+        (fcntl locks are per process), SQLite's included, and another process would then take
+        itself for the last user of the database and checkpoint and delete the WAL under us."""
         if self._probe is None:
             self._probe = self._connect()
-            self._probe.execute("PRAGMA data_version").fetchall()  # creates the -shm file
-            self._wal_index = _map_wal_index(self.path)
-        index = self._wal_index
-        if index is None:  # no shared-memory file to read (another VFS): ask SQLite
-            rows = self._probe.execute("PRAGMA data_version").fetchall()
-            return str(rows[0][0]).encode()
-        header = index[:_WAL_HEADER_COPIES]
-        first, second = header[:_WAL_HEADER], header[_WAL_HEADER:]
-        return first if first == second else None
+        rows = self._probe.execute("PRAGMA data_version").fetchall()  # all: ends the read
+        return int(rows[0][0])
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -673,7 +640,7 @@ class SQLiteStore:
         key = (account_id, _mailbox_name(name))
         version = self._data_version()  # before the read: a newer row is never stored as older
         known = self._mailbox_rows.get(key)
-        if known is not None and version is not None and known[0] == version:
+        if known is not None and known[0] == version:
             return known[1]
 
         def job(conn: sqlite3.Connection) -> MailboxInfo | None:
@@ -684,7 +651,7 @@ class SQLiteStore:
             return _mailbox(row) if row else None
 
         info = await self._read(job)
-        if info is None or version is None:
+        if info is None:
             self._mailbox_rows.pop(key, None)
         else:
             if len(self._mailbox_rows) >= _MAILBOX_ROWS_KEPT:
