@@ -150,27 +150,43 @@ def _results_text(header: bytes) -> str:
     return " ".join(rest.split())
 
 
+def _chosen(published: str, policy: InboundPolicy) -> str:
+    """What the administrator does with a failure under the ``published`` policy."""
+    if published == "reject":
+        return policy.dmarc_reject
+    if published == "quarantine":
+        return policy.dmarc_quarantine
+    return "none"
+
+
 def _dmarc_action(
     dmarc: DmarcVerdict | None, arc: ArcVerdict | None, policy: InboundPolicy
 ) -> tuple[Action, str]:
     if dmarc is None:
         return Action.ACCEPT, ""
     enforcing = policy.dmarc_reject != "none" or policy.dmarc_quarantine != "none"
+    if dmarc.record is not None:
+        # the policy is known: only a failure under an enforced one changes what happens
+        enforcing = _chosen(dmarc.policy, policy) != "none"
     if dmarc.result == "temperror" and enforcing:
         # the answer might be "reject" when asked again: the sender retries (never a 5xx)
         why = f"DMARC check of {dmarc.from_domain} failed temporarily: {dmarc.reason}"
         return Action.DEFER, why
     if dmarc.result != "fail" or dmarc.disposition == "none":
         return Action.ACCEPT, ""
-    if (
+    trusted = (
         arc is not None
-        and arc.result is ArcResult.PASS
-        and arc.sealers
+        and bool(arc.sealers)
         and arc.sealers[-1].lower() in policy.arc_trusted_sealers
-    ):
+    )
+    if trusted and arc is not None and arc.result is ArcResult.PASS:
         # RFC 8617 §7.2: a trusted intermediary vouches for what it received
         return Action.ACCEPT, ""
-    chosen = policy.dmarc_reject if dmarc.disposition == "reject" else policy.dmarc_quarantine
+    chosen = _chosen(dmarc.disposition, policy)
+    if trusted and arc is not None and arc.temporary and chosen != "none":
+        # the trusted chain might pass when asked again: never refuse for DNS trouble
+        why = f"ARC chain sealed by {arc.sealers[-1]} could not be checked: {arc.reason}"
+        return Action.DEFER, why
     why = f"DMARC policy of {dmarc.from_domain} ({dmarc.disposition}): {dmarc.reason}"
     if chosen == "reject":
         return Action.REJECT, why
