@@ -135,6 +135,7 @@ class SQLiteStore:
         # Mailbox rows by (account, name), each with the data version it was read under.
         self._mailbox_rows: dict[tuple[int, str], tuple[int, MailboxInfo]] = {}
         self._probe: sqlite3.Connection | None = None
+        self._version_now: int | None = None  # data_version in this turn of the loop
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -207,10 +208,21 @@ class SQLiteStore:
         closing a descriptor of that file would drop every POSIX lock this process holds on it
         (fcntl locks are per process), SQLite's included, and another process would then take
         itself for the last user of the database and checkpoint and delete the WAL under us."""
+        if self._version_now is not None:
+            return self._version_now
         if self._probe is None:
             self._probe = self._connect()
         rows = self._probe.execute("PRAGMA data_version").fetchall()  # all: ends the read
-        return int(rows[0][0])
+        version = int(rows[0][0])
+        # Asked once per turn of the event loop: a commit this loop hears of (a writer-thread
+        # result, another session's reply) arrives in a later turn, when it is asked again;
+        # one from elsewhere during this turn is concurrent with it anyway.
+        self._version_now = version
+        asyncio.get_running_loop().call_soon(self._forget_version)
+        return version
+
+    def _forget_version(self) -> None:
+        self._version_now = None
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -1222,7 +1234,11 @@ class SQLiteStore:
                     messages.add(row[0])
             _remove_finished(conn, messages)
 
-        await self._write(job)
+        # Committed without an fsync of its own (the next durable commit carries it): a
+        # committed result survives the server being killed (WAL, synchronous=NORMAL); only a
+        # power loss right after it could forget one, and then the message is sent again, not
+        # lost (Postfix does not fsync its delivery status either).
+        await self._write(job, durable=False)
 
     async def owed_reports(self, limit: int = 100) -> list[QueueItem]:
         def job(conn: sqlite3.Connection) -> list[QueueItem]:
