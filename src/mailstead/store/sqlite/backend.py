@@ -1812,9 +1812,9 @@ def _drop_queue_message(conn: sqlite3.Connection, message_id: int) -> None:
     ).fetchone()
     if row is None:
         return
-    conn.execute("DELETE FROM queue_recipients WHERE message_id = ?", (message_id,))
-    conn.execute("UPDATE blobs SET refs = refs - 1 WHERE id = ?", (row[0],))
-    conn.execute("DELETE FROM blobs WHERE id = ? AND refs <= 0", (row[0],))
+    # its recipients go with it (ON DELETE CASCADE); the blob goes if this was its last holder
+    if not conn.execute("DELETE FROM blobs WHERE id = ? AND refs <= 1", (row[0],)).rowcount:
+        conn.execute("UPDATE blobs SET refs = refs - 1 WHERE id = ?", (row[0],))
 
 
 def _remove_finished(conn: sqlite3.Connection, message_ids: Iterable[int]) -> None:
