@@ -55,3 +55,35 @@ def test_batches_without_a_durable_job_skip_the_fsync(tmp_path):
         writer.stop()
     assert (light, heavy, light_again) == (1, 2, 1)
     assert mixed == [2, 2]
+
+
+def test_checkpoints_run_between_batches_not_inside_commits(tmp_path):
+    """SQLite's own checkpoint is off on the writer (it would run inside a COMMIT); the writer
+    checkpoints after CHECKPOINT_EVERY commits under load, so the WAL does not grow without end."""
+    from mailstead.store.sqlite import writer as writer_module
+
+    path = tmp_path / "db"
+    writer = GroupCommitWriter(_connect(path))
+    writer.start()
+
+    def setup(conn: sqlite3.Connection) -> int:
+        conn.execute("CREATE TABLE t(x BLOB)")
+        return int(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+
+    def insert(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t VALUES (randomblob(8192))")
+
+    async def main() -> int:
+        autocheckpoint = await writer.submit(setup)
+        for _ in range(3 * writer_module.CHECKPOINT_EVERY):
+            await writer.submit(insert, durable=False)
+        return autocheckpoint
+
+    try:
+        assert asyncio.run(main()) == 0
+        assert writer.checkpoints >= 3
+    finally:
+        writer.stop()
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT count(*) FROM t").fetchone()[0]
+    assert rows == 3 * writer_module.CHECKPOINT_EVERY

@@ -40,6 +40,11 @@ class _Pending:
 
 
 _STOP = object()
+# Checkpoints (copying the WAL back into the database file, RFC-free SQLite housekeeping) run
+# after a batch's callers have their results, never inside a COMMIT: when the writer has
+# nothing waiting and the last one is this old, or after this many commits in any case.
+CHECKPOINT_IDLE_AFTER = 1.0  # seconds
+CHECKPOINT_EVERY = 64  # commits
 
 
 class GroupCommitWriter:
@@ -62,6 +67,9 @@ class GroupCommitWriter:
         self.commits = 0  # number of COMMITs (each durable one a WAL fsync)
         self._synchronous_full = True  # the connection's mode (backend sets FULL)
         self.jobs = 0  # number of jobs committed
+        self.checkpoints = 0
+        self._uncheckpointed = 0  # commits since the last checkpoint
+        self._checkpointed_at = time.monotonic()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
@@ -106,6 +114,10 @@ class GroupCommitWriter:
             self._start_error = exc
             self._started.set()
             return
+        # SQLite's automatic checkpoint runs inside the COMMIT that crosses 1000 WAL pages and
+        # delays that commit's callers (an APPEND, a 250 after DATA) by the whole copy and its
+        # fsync; _maybe_checkpoint does it after they have their answer instead.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
         self._started.set()
         try:
             while True:
@@ -128,6 +140,7 @@ class GroupCommitWriter:
                 self._run_batch(conn, batch)
                 if stop:
                     return
+                self._maybe_checkpoint(conn)
         finally:
             conn.close()
 
@@ -158,6 +171,23 @@ class GroupCommitWriter:
                 pending.result = None
                 pending.error = failure
         self._resolve(batch)
+
+    def _maybe_checkpoint(self, conn: sqlite3.Connection) -> None:
+        """A passive checkpoint (it never waits for readers) when the writer is idle and the
+        last one is CHECKPOINT_IDLE_AFTER old, or after CHECKPOINT_EVERY commits anyway, so the
+        WAL stays small under sustained load too."""
+        self._uncheckpointed += 1
+        idle = self._queue.empty()
+        due = time.monotonic() - self._checkpointed_at >= CHECKPOINT_IDLE_AFTER
+        if not (idle and due) and self._uncheckpointed < CHECKPOINT_EVERY:
+            return
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error:
+            log.exception("store checkpoint failed")  # tried again after the next commits
+        self.checkpoints += 1
+        self._uncheckpointed = 0
+        self._checkpointed_at = time.monotonic()
 
     @staticmethod
     def _resolve(batch: list[_Pending]) -> None:
