@@ -204,18 +204,9 @@ class Queue:
         for domain in _sender_domain(raw, mail_from):
             if not await self.directory.is_local_domain(domain):
                 continue
-            stored = await self.store.active_dkim_keys(domain)
-            if not stored:
+            keys = await self._signing_keys(domain, now)
+            if not keys:
                 continue
-            keys = []
-            for key in stored:
-                signing = self._key(key.selector, key.private_key, now)
-                if signing is None:
-                    signing = await asyncio.to_thread(
-                        dkim.SigningKey.from_pem, key.selector, key.private_key
-                    )
-                    self._keys[key.private_key] = (now, signing)
-                keys.append(signing)
             try:  # CPU work (about 1 ms per RSA signature): off the event loop
                 header = await asyncio.to_thread(
                     dkim.sign, raw, domain, keys, timestamp=int(now)
