@@ -1,5 +1,8 @@
-"""Message authentication: DKIM signing now; SPF, DKIM verification, DMARC, ARC and iprev later.
+"""Message authentication: DKIM signing (`dkim`), SPF (`spf`), DKIM verification
+(`dkim_verify`), DMARC with the Public Suffix List (`dmarc`, `psl`), ARC verification and
+sealing (`arc`), Authentication-Results (`results`), and the inbound pipeline that joins them
+(`inbound`).
 
-Pure functions and evaluators: key material, messages and (later) a resolver come in as
-arguments; nothing here reads the store or the clock.
+Pure functions and evaluators: key material, messages and a resolver come in as arguments;
+nothing here reads the store, and the clock only where a caller leaves ``now`` out.
 """

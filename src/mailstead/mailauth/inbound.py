@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 
 from mailstead.dns import Resolver
 from mailstead.mailauth.arc import ArcResult, ArcVerdict, verify_arc
-from mailstead.mailauth.dkim_verify import DkimResult, DkimVerdict, verify_dkim
+from mailstead.mailauth.dkim_verify import DkimVerdict, verify_dkim
 from mailstead.mailauth.dmarc import DmarcVerdict, FromDomainError, author_domain, check_dmarc
 from mailstead.mailauth.results import (
     MethodResult,
     format_authentication_results,
     remove_own_results,
 )
-from mailstead.mailauth.spf import SpfResult, SpfVerdict, check_sender
+from mailstead.mailauth.spf import SpfVerdict, check_sender
 
 __all__ = [
     "Action",
@@ -252,12 +252,3 @@ async def check_message(
         from_domain,
         log,
     )
-
-
-def spf_is_temporary(verdict: SpfVerdict | None) -> bool:
-    """Whether the SPF result that stands is a temporary error."""
-    return verdict is not None and verdict.result is SpfResult.TEMPERROR
-
-
-def dkim_passed(verdicts: Sequence[DkimVerdict]) -> bool:
-    return any(v.result is DkimResult.PASS for v in verdicts)
