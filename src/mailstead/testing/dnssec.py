@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +28,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from mailstead.testing.nsd import NsdServer, _binary, _free_port, _stop
-
-START_TIMEOUT = 15.0
-PORT_TRIES = 5
+from mailstead.testing.nsd import NsdServer, _binary, run_on_free_port
 
 
 class DnssecError(RuntimeError):
@@ -160,42 +156,24 @@ def unbound_server(
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "anchors.txt").write_text(trust_anchors, encoding="utf-8")
-    problem = "no attempt made"
-    for _ in range(PORT_TRIES):
-        port = _free_port("127.0.0.1")
-        conf = directory / "unbound.conf"
+    conf = directory / "unbound.conf"
+
+    def command(port: int) -> list[str]:
         conf.write_text(_config(directory, port, upstream, zones), encoding="utf-8")
         (directory / "unbound.log").unlink(missing_ok=True)
-        with (directory / "unbound.out").open("wb") as out:
-            process = subprocess.Popen(
-                [unbound, "-d", "-c", str(conf)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            deadline = time.monotonic() + START_TIMEOUT
-            ready = False
-            while not ready and process.poll() is None and time.monotonic() < deadline:
-                answers = {zone: _validated(port, zone) for zone in zones}
-                ready = all(
-                    answers[z] is not None and (answers[z] or z not in signed) for z in zones
-                )
-                if not ready:
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        process.wait(timeout=0.05)
-            if not ready:
-                log = directory / "unbound.log"
-                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                out_tail = (directory / "unbound.out").read_text(errors="replace")[-1000:]
-                problem = (
-                    f"unbound on port {port} did not validate {list(signed)}:\n{tail}{out_tail}"
-                )
-                _stop(process)
-                continue
-            yield UnboundServer("127.0.0.1", port)
-            return
-        finally:
-            _stop(process)
-    raise DnssecError(problem)
+        return [unbound, "-d", "-c", str(conf)]
+
+    def ready(port: int) -> bool:
+        answers = {zone: _validated(port, zone) for zone in zones}
+        return all(answers[z] is not None and (answers[z] or z not in signed) for z in zones)
+
+    def why_not(port: int) -> str:
+        log = directory / "unbound.log"
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        out_tail = (directory / "unbound.out").read_text(errors="replace")[-1000:]
+        return f"unbound on port {port} did not validate {list(signed)}:\n{tail}{out_tail}"
+
+    with run_on_free_port(
+        "127.0.0.1", directory, "unbound", command, ready, why_not, DnssecError
+    ) as port:
+        yield UnboundServer("127.0.0.1", port)

@@ -20,7 +20,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -161,6 +161,52 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
+def run_on_free_port(
+    host: str,
+    directory: Path,
+    name: str,
+    command: Callable[[int], list[str]],
+    ready: Callable[[int], bool],
+    why_not: Callable[[int], str],
+    error: type[Exception],
+) -> Iterator[int]:
+    """Start ``command(port)`` (a daemon in the foreground, its own process group, output in
+    ``directory/<name>.out``) on a free port of ``host`` and poll ``ready(port)`` until it says
+    yes, trying another port (PORT_TRIES in all) when the daemon dies or never gets ready;
+    yields the port, or raises ``error`` with the last ``why_not(port)`` when no attempt worked.
+    The daemon is stopped when the block ends."""
+    problem = "no attempt made"
+    for _ in range(PORT_TRIES):
+        port = _free_port(host)
+        with (directory / f"{name}.out").open("wb") as out:
+            process = subprocess.Popen(
+                command(port),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            ok = False
+            while not ok and process.poll() is None and time.monotonic() < deadline:
+                ok = ready(port)
+                if not ok:
+                    # A refused probe returns at once: pace the polling on the process instead.
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        process.wait(timeout=0.02)
+            if not ok:
+                problem = why_not(port)
+                _stop(process)
+                continue  # most likely the port was taken meanwhile: try another
+            yield port
+            return
+        finally:
+            _stop(process)
+    raise error(problem)
+
+
+@contextlib.contextmanager
 def nsd_server(
     zones: Mapping[str, str | None], directory: Path, *, host: str = "127.0.0.1"
 ) -> Iterator[NsdServer]:
@@ -173,35 +219,18 @@ def nsd_server(
     directory.mkdir(parents=True, exist_ok=True)
     _write_zones(directory, zones)
     served = [name for name, text in zones.items() if text is not None]
-    problem = "no attempt made"
-    for _ in range(PORT_TRIES):
-        port = _free_port(host)
-        conf = directory / "nsd.conf"
+    conf = directory / "nsd.conf"
+
+    def command(port: int) -> list[str]:
         conf.write_text(_config(directory, host, port, zones), encoding="utf-8")
         (directory / "nsd.log").unlink(missing_ok=True)
-        with (directory / "nsd.out").open("wb") as out:
-            process = subprocess.Popen(
-                [nsd, "-d", "-c", str(conf)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            deadline = time.monotonic() + START_TIMEOUT
-            ready = False
-            while not ready and process.poll() is None and time.monotonic() < deadline:
-                ready = _ready(host, port, served)
-                if not ready:
-                    # A refused probe returns at once: pace the polling on the process instead.
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        process.wait(timeout=0.02)
-            if not ready:
-                problem = f"nsd did not answer on {host}:{port}:\n{_log_tail(directory)}"
-                _stop(process)
-                continue  # most likely the port was taken meanwhile: try another
-            yield NsdServer(host, port)
-            return
-        finally:
-            _stop(process)
-    raise NsdError(problem)
+        return [nsd, "-d", "-c", str(conf)]
+
+    def why_not(port: int) -> str:
+        return f"nsd did not answer on {host}:{port}:\n{_log_tail(directory)}"
+
+    def ready(port: int) -> bool:
+        return _ready(host, port, served)
+
+    with run_on_free_port(host, directory, "nsd", command, ready, why_not, NsdError) as port:
+        yield NsdServer(host, port)
