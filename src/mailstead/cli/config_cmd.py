@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mailstead.cli.common import CommandError, add_config_option, config_path, fail
 from mailstead.config import Config, ConfigError, load_config, render_effective
+from mailstead.security.privileges import user_problem
 from mailstead.security.tls import TLSError, server_context
 
 
@@ -24,8 +25,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check = sub.add_parser(
         "check",
         help="validate the configuration file",
-        description="Validate the configuration file and the TLS certificate it names. Prints "
-        "every problem, one per line, naming its key; exit status 1 if there is any.",
+        description="Validate the configuration file, the TLS certificate it names and the "
+        "system user of server.user. Prints every problem, one per line, naming its key; exit "
+        "status 1 if there is any.",
     )
     add_config_option(check)
     check.set_defaults(func=run_check)
@@ -86,6 +88,8 @@ def run_check(args: argparse.Namespace) -> int:
     except CommandError as exc:
         return fail(str(exc), exc.status)
     problems, warnings = tls_problems(cfg)
+    if problem := user_problem(cfg.server.user):
+        problems.insert(0, problem)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if problems:

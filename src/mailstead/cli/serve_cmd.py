@@ -8,6 +8,7 @@ import sys
 
 from mailstead.cli.common import CommandError, add_config_option, config_path
 from mailstead.config import ConfigError
+from mailstead.security.privileges import PrivilegeError
 from mailstead.servers.app import BoundAddresses, run
 
 
@@ -38,6 +39,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         run(path, ready=ready)
     except ConfigError as exc:
         raise CommandError("invalid configuration:\n  " + "\n  ".join(exc.problems)) from None
+    except PrivilegeError as exc:
+        raise CommandError(f"cannot start: {exc}") from None
     except OSError as exc:
         raise CommandError(f"cannot start: {exc}") from None
     return 0

@@ -34,9 +34,10 @@ from mailstead.queue.schedule import RetrySchedule
 from mailstead.queue.service import Queue, QueueSettings
 from mailstead.queue.transport import SmtpTransport
 from mailstead.security.bans import AuthFailureTracker
-from mailstead.security.tls import server_context
+from mailstead.security.tls import TLSError, server_context
 from mailstead.servers.imap import IMAPLimits, IMAPService, IMAPServiceState
 from mailstead.servers.pop3 import POP3Limits, POP3Service, POP3ServiceState, channel_bindings
+from mailstead.servers.privileges import drop_privileges, prepare_privilege_drop
 from mailstead.servers.smtp import (
     InboundChecks,
     SMTPLimits,
@@ -270,7 +271,9 @@ class MailServer:
         self._stopped = asyncio.Event()
 
     async def start(self) -> BoundAddresses:
-        await self.store.open()
+        # As root: the user is resolved and the data directory handed to it before binding;
+        # the store is opened, threads started and connections accepted only after the drop.
+        identity = prepare_privilege_drop(self.config)
         listen = self.config.listen
         smtp = await self.smtp.start([(a.host, a.port) for a in listen.smtp])
         submission, submissions = await self.smtp.start_submission(
@@ -285,6 +288,11 @@ class MailServer:
         )
         self.bound = BoundAddresses(smtp=smtp, imap=imap, imaps=imaps, pop3=pop3, pop3s=pop3s,
                                     submission=submission, submissions=submissions)  # fmt: skip
+        if identity is not None:
+            drop_privileges(self.config, identity)
+        await self.store.open()
+        for server in (*self.smtp.servers, *self.imap.servers, *self.pop3.servers):
+            await server.start_serving()
         self._indexer = asyncio.get_running_loop().create_task(self._index_when_quiet())
         self.queue_runner.start()
         log_event(
@@ -350,8 +358,14 @@ class MailServer:
                 logging.WARNING,
                 detail="listen and storage changes take effect at the next start",
             )
-        setup_logging(new.log.level, new.log.format, new.log.file)
-        tls = load_tls(new)
+        # After the privilege drop these files are opened as server.user: one that cannot be
+        # read keeps the running snapshot, as an invalid file does.
+        try:
+            tls = load_tls(new)
+            setup_logging(new.log.level, new.log.format, new.log.file)
+        except (TLSError, OSError) as exc:
+            log_event(log, "config.reload_failed", logging.ERROR, problems=[str(exc)])
+            return False
         self.tls_context = tls
         self.smtp_state.tls_context = tls
         self.smtp_state.settings = smtp_settings(new, tls_available=tls is not None)

@@ -185,15 +185,22 @@ async def listen(
     *,
     tls_context: ssl.SSLContext | None = None,
 ) -> tuple[list[asyncio.Server], list[tuple[str, int]]]:
-    """Listen on every address with connections made by ``factory`` (TLS from the first byte
-    when ``tls_context`` is given); returns the servers and where they really listen (port 0
-    in the configuration picks a free port)."""
+    """Bind every address for connections made by ``factory`` (TLS from the first byte when
+    ``tls_context`` is given); returns the servers and where they really listen (port 0 in the
+    configuration picks a free port). The servers accept nothing until ``start_serving()``:
+    MailServer.start calls it once privileges are dropped."""
     loop = asyncio.get_running_loop()
     servers: list[asyncio.Server] = []
     bound: list[tuple[str, int]] = []
     for host, port in addresses:
         server = await loop.create_server(
-            factory, host, port, reuse_address=True, backlog=512, ssl=tls_context
+            factory,
+            host,
+            port,
+            reuse_address=True,
+            backlog=512,
+            ssl=tls_context,
+            start_serving=False,
         )
         servers.append(server)
         bound += [(str(s.getsockname()[0]), int(s.getsockname()[1])) for s in server.sockets]

@@ -1,0 +1,60 @@
+"""``server.user`` at start-up: the configuration-aware part of the privilege drop (the
+mechanics are in :mod:`mailstead.security.privileges`), called by ``MailServer.start``."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from mailstead.config import Config
+from mailstead.observability.log import log_event
+from mailstead.security import privileges
+
+log = logging.getLogger("mailstead.server")
+
+
+def prepare_privilege_drop(config: Config) -> privileges.Identity | None:
+    """Before binding: who to switch to after binding (None: nobody), with the data directory
+    already that user's. Raises PrivilegeError (the server does not start)."""
+    if not config.server.user:
+        if os.geteuid() == 0:
+            log_event(
+                log,
+                "server.running_as_root",
+                logging.WARNING,
+                detail="set server.user: mail from the network is parsed with every privilege",
+            )
+        return None
+    identity = privileges.resolve_user(config.server.user)
+    if not privileges.must_switch(identity):
+        return None
+    privileges.check_config_file(config.path, identity)
+    for skipped in privileges.prepare_data_dir(
+        config.server.data_dir, identity, config_file=config.path
+    ):
+        log_event(
+            log, "privileges.left_alone", logging.WARNING, path=skipped.path, reason=skipped.reason
+        )
+    return identity
+
+
+def drop_privileges(config: Config, identity: privileges.Identity) -> None:
+    """After binding: become ``identity``; refuse to go on where the store could not work, warn
+    about files a reload reads and the user cannot."""
+    privileges.drop_privileges(identity)
+    for directory in {config.server.data_dir, config.storage.path.parent}:
+        if problem := privileges.inaccessible_dir(directory):
+            raise privileges.PrivilegeError(problem)
+    files = privileges.inaccessible([config.path, config.tls.cert_file, config.tls.key_file])
+    if config.log.file is not None:
+        files += privileges.inaccessible([config.log.file], os.W_OK)
+    for path in files:
+        log_event(
+            log,
+            "privileges.unreadable",
+            logging.WARNING,
+            path=str(path),
+            user=identity.name,
+            detail="a reload cannot read it again",
+        )
+    log_event(log, "privileges.dropped", user=identity.name, uid=identity.uid, gid=identity.gid)
