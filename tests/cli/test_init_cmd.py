@@ -9,6 +9,7 @@ import tomllib
 import types
 
 import pytest
+from cryptography import x509
 
 from mailstead.cli.main import main
 from mailstead.config import ListenAddress, hostname_problem, load_config
@@ -155,3 +156,39 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path, monkeypatch, capsys):
     spare.close()
     assert status == 141
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_init_under_umask_000_sets_every_mode(tmp_path):
+    # umask 000 and a data directory someone already made world-writable: before, tls/ came out
+    # 0777 (anyone could swap the key) and the 0777 data directory was kept.
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0o777)
+    nested = tmp_path / "new" / "deeper" / "data"
+    for target in (data, nested):
+        result = subprocess.run(
+            [sys.executable, "-m", "mailstead.cli.main", "init", "--data", str(target),
+             "--hostname", "mx.example.org"],
+            capture_output=True, text=True, timeout=60, check=False,
+            preexec_fn=lambda: os.umask(0),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+
+        def mode(path):
+            return stat.S_IMODE(path.stat().st_mode)
+
+        assert mode(target) == 0o700
+        assert mode(target / "tls") == 0o700
+        assert mode(target / "tls" / "key.pem") == 0o600
+        assert mode(target / "tls" / "cert.pem") == 0o644
+        assert mode(target / "mailstead.toml") == 0o640
+    assert mode(tmp_path / "new") == 0o755
+    assert mode(tmp_path / "new" / "deeper") == 0o755
+
+
+def test_generated_certificate_is_valid_at_most_397_days(tmp_path):
+    result = mailstead("init", "--data", str(tmp_path / "data"), "--hostname", "mx.example.org")
+    assert result.returncode == 0, result.stderr
+    cert = x509.load_pem_x509_certificate((tmp_path / "data" / "tls" / "cert.pem").read_bytes())
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    assert lifetime.total_seconds() <= 397 * 86400

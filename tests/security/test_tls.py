@@ -1,5 +1,6 @@
 """TLS certificates and contexts: a generated certificate serves a real handshake."""
 
+import datetime
 import ipaddress
 import socket
 import ssl
@@ -64,8 +65,10 @@ def test_generated_certificate(cert):
     ]
     assert isinstance(parsed.public_key(), ec.EllipticCurvePublicKey)
     assert parsed.public_key().curve.name == "secp256r1"
+    # CA/Browser Forum limit, backdating included: 825 days and 5 minutes was refused by clients
     lifetime = parsed.not_valid_after_utc - parsed.not_valid_before_utc
-    assert 825 <= lifetime.days <= 826
+    assert lifetime == datetime.timedelta(days=397)
+    assert parsed.not_valid_before_utc <= datetime.datetime.now(datetime.UTC)
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
     assert sorted(p.name for p in cert_path.parent.iterdir()) == ["cert.pem", "key.pem"]
 
@@ -78,6 +81,13 @@ def test_regenerating_replaces_both_files(cert):
     assert key_path.read_bytes() != old_key
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
     server_context(cert_path, key_path)  # the new pair matches
+
+
+@pytest.mark.parametrize("days", [0, 398, 825])
+def test_validity_over_397_days_is_refused(tmp_path, days):
+    with pytest.raises(ValueError, match="397"):
+        generate_self_signed("mail.example.test", tmp_path / "c.pem", tmp_path / "k.pem", days=days)
+    assert not (tmp_path / "k.pem").exists()
 
 
 def test_unicode_hostname_is_written_as_a_label(tmp_path):

@@ -15,6 +15,15 @@ from mailstead.security.files import write_atomically
 from mailstead.security.tls import generate_self_signed
 
 CONFIG_NAME = "mailstead.toml"
+# Set explicitly, whatever the umask and whatever an existing directory had: the data directory
+# holds the database (password hashes, DKIM keys) and the TLS key. `serve` with server.user set
+# hands them to that user with the same modes.
+DATA_DIR_MODE = 0o700
+TLS_DIR_MODE = 0o700
+PARENT_DIR_MODE = 0o755  # directories above the data directory that init creates
+CONFIG_MODE = 0o640
+KEY_MODE = 0o600
+CERT_MODE = 0o644
 DEFAULT_DATA = "./var"
 DIRECTORY_MODULE = "mailstead.cli.directory_cmd"
 
@@ -70,10 +79,10 @@ def _init(args: argparse.Namespace) -> int:
     if config_file.exists() and not args.force:
         raise CommandError(f"{config_file} exists; pass --force to overwrite it")
     try:
-        data_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+        _make_dir(data_dir, DATA_DIR_MODE)
         # data_dir "." in the file: the directory of the file itself, wherever it is moved.
         text = render_config_file(dev=args.dev, hostname=hostname, data_dir=".")
-        write_atomically(config_file, text.encode("utf-8"), mode=0o640)
+        write_atomically(config_file, text.encode("utf-8"), mode=CONFIG_MODE)
     except OSError as exc:
         raise CommandError(f"cannot write {config_file}: {exc.strerror or exc}") from None
     try:
@@ -93,11 +102,18 @@ def _init(args: argparse.Namespace) -> int:
     else:
         extra = ["localhost", "127.0.0.1", "::1"] if args.dev else []
         try:
+            for directory in {cert.parent, key.parent}:
+                _make_dir(directory, TLS_DIR_MODE)
             generate_self_signed(hostname, cert, key, extra_names=extra)
         except OSError as exc:
             raise CommandError(f"cannot write {cert}: {exc.strerror or exc}") from None
         names = ", ".join([hostname, *extra])
         print(f"Wrote a self-signed certificate for {names}: {cert} (key {key})")
+
+    try:
+        _tighten(data_dir, cert, key)
+    except OSError as exc:
+        raise CommandError(f"cannot set the mode of {exc.filename}: {exc.strerror}") from None
 
     status = 0
     if domain is not None:
@@ -105,6 +121,28 @@ def _init(args: argparse.Namespace) -> int:
 
     _print_next_steps(config_file, dev=args.dev)
     return status
+
+
+def _make_dir(path: Path, mode: int) -> None:
+    """Create ``path`` (and missing parents, 0755) with ``mode`` set explicitly: mkdir's mode
+    is filtered by the umask, and umask 000 would leave it writable by everyone."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        directory.chmod(mode if directory == path else PARENT_DIR_MODE)
+
+
+def _tighten(data_dir: Path, cert: Path, key: Path) -> None:
+    """The modes of what init leaves in the data directory, existing files included (a
+    directory made world-writable before init ran, a key copied in with mode 0644). TLS files
+    outside the data directory are the administrator's and keep their modes."""
+    data_dir.chmod(DATA_DIR_MODE)
+    inside = data_dir.resolve()
+    for path, mode in ((key, KEY_MODE), (cert, CERT_MODE)):
+        if path.exists() and path.resolve().is_relative_to(inside):
+            if path.parent.resolve() != inside:
+                path.parent.chmod(TLS_DIR_MODE)
+            path.chmod(mode)
 
 
 def _add_domain(config_file: Path, domain: str) -> int:

@@ -27,6 +27,11 @@ TLS_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLS
 # OpenSSL). Broad enough for the MTAs and clients in the field.
 _TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL:!MD5:!DSS"
 
+# The longest validity clients accept for a server certificate (CA/Browser Forum baseline
+# requirements since 2020-09; Apple's clients refuse longer ones), backdating included.
+MAX_VALIDITY_DAYS = 397
+_BACKDATE = datetime.timedelta(minutes=5)  # tolerates a client clock a little behind
+
 
 class TLSError(Exception):
     """A certificate or key could not be loaded; the message names the files."""
@@ -66,12 +71,16 @@ def generate_self_signed(
     cert_path: Path,
     key_path: Path,
     *,
-    days: int = 825,
+    days: int = MAX_VALIDITY_DAYS,
     extra_names: Sequence[str] = (),
 ) -> None:
-    """Write a new EC P-256 key (mode 0600) and a self-signed certificate for ``hostname`` and
-    ``extra_names`` (host names or IP addresses, e.g. "localhost", "127.0.0.1", "::1"). Each file is
-    replaced atomically; the key is written first so the certificate never names a missing key."""
+    """Write a new EC P-256 key (mode 0600) and a self-signed certificate (mode 0644) for
+    ``hostname`` and ``extra_names`` (host names or IP addresses, e.g. "localhost", "127.0.0.1",
+    "::1"), valid for ``days`` (at most MAX_VALIDITY_DAYS) counted from five minutes ago. Each
+    file is replaced atomically; the key is written first so the certificate never names a
+    missing key."""
+    if not 0 < days <= MAX_VALIDITY_DAYS:
+        raise ValueError(f"days must be between 1 and {MAX_VALIDITY_DAYS}: {days}")
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = []
     for name in (hostname, *extra_names):
@@ -81,15 +90,15 @@ def generate_self_signed(
     # The CN is limited to 64 characters (RFC 5280 ub-common-name); clients check the SAN anyway.
     common_name = hostname if len(hostname) <= 64 else "mailstead"
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
+    not_before = datetime.datetime.now(datetime.UTC) - _BACKDATE
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + datetime.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
