@@ -298,7 +298,15 @@ class ServerConfig:
         "",
         UserName(),
         "System user (name or uid) to switch to after binding the listening sockets, when started "
-        'as root. "" keeps the current user.',
+        "as root; it must exist (a missing user stops the start) and must not be root. Before "
+        "binding, the server makes data_dir and everything under it that user's (directories "
+        "0700, files 0600; symbolic links and hard-linked files are left alone), except this "
+        "file, which stays root's and readable by the user's group (0640), and refuses a "
+        "configuration file that user could change. After binding, it takes the user's groups, "
+        "gid and uid for good, then opens the store and accepts connections. Files named here "
+        "outside data_dir (a certificate under /etc, a log file) keep their owner: a reload "
+        "reads them as this user, so give it read access (or the reload keeps the old ones). "
+        '"" keeps the current user (as root, a warning is logged at start).',
     )
 
 
