@@ -303,3 +303,11 @@ def test_server_user_that_is_root_is_a_config_problem(base):
     )
     assert check.returncode == 1
     assert "server.user: 'root' is root" in check.stderr
+
+
+def test_data_dir_the_user_cannot_reach_stops_the_start(system_user, tmp_path):
+    # pytest's tmp_path lies under a directory only root may enter (0700)
+    config = config_for(tmp_path, user=USER)
+    result = serve(config)
+    assert result.returncode != 0
+    assert f"{config.parent}: not usable by uid {system_user.pw_uid}" in result.stderr
