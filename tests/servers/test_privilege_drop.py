@@ -311,3 +311,16 @@ def test_data_dir_the_user_cannot_reach_stops_the_start(system_user, tmp_path):
     result = serve(config)
     assert result.returncode != 0
     assert f"{config.parent}: not usable by uid {system_user.pw_uid}" in result.stderr
+
+
+def test_data_dir_holding_another_users_files_is_not_handed_over(system_user, base):
+    # data_dir pointing at someone's home by mistake: nothing of it changes owner
+    config = config_for(base, user=USER)
+    theirs = config.parent / "notes.txt"
+    theirs.write_text("mine")
+    os.chown(theirs, 65534, 65534)  # nobody
+    result = serve(config)
+    assert result.returncode != 0
+    assert f"{theirs} belongs to uid 65534" in result.stderr
+    assert config.parent.stat().st_uid == 0
+    assert (config.parent / "mailstead.db").stat().st_uid == 0

@@ -8,7 +8,8 @@ The order (``mailstead serve`` started as root, see ``servers/app.py``):
    names), so a file the server's user could rewrite is refused.
 3. :func:`prepare_data_dir`: everything under ``data_dir`` becomes the user's, directories 0700
    and files 0600 (symbolic links and hard-linked files are left alone: root never changes a
-   file it reaches through a name the user controls). The configuration file stays root's,
+   file it reaches through a name the user controls; a directory holding a third user's files,
+   a home directory named by mistake, is refused). The configuration file stays root's,
    readable by the user's group (0640), so a reload can read it.
 4. Bind every listener, then :func:`drop_privileges`: supplementary groups, gid and uid (real,
    effective and saved), checked afterwards (``setuid(0)`` must fail).
@@ -126,7 +127,10 @@ def prepare_data_dir(data_dir: Path, identity: Identity, *, config_file: Path) -
     alone. The walk works on descriptors (``os.fwalk``), so a name swapped while it runs is
     not followed either."""
     top = Path(os.path.realpath(data_dir))
+    if top == Path(top.anchor):
+        raise PrivilegeError(f"server.data_dir is {top}: refusing to hand it to {identity.name!r}")
     top.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    _check_no_third_party(top, identity)
     config = Path(os.path.realpath(config_file))
     skipped: list[Skipped] = []
     for dirpath, _dirnames, filenames, dirfd in os.fwalk(top, follow_symlinks=False):
@@ -138,6 +142,24 @@ def prepare_data_dir(data_dir: Path, identity: Identity, *, config_file: Path) -
             else:
                 skipped += _fix_file(dirfd, name, path, identity.uid, identity.gid, FILE_MODE)
     return skipped
+
+
+def _check_no_third_party(top: Path, identity: Identity) -> None:
+    """Refuse a data directory holding files of a third user (neither root nor ``identity``):
+    a data_dir pointing at a home or shared directory by mistake is not handed over."""
+    for dirpath, _dirnames, filenames, dirfd in os.fwalk(top, follow_symlinks=False):
+        for name in (".", *filenames):
+            try:
+                owner = os.stat(name, dir_fd=dirfd, follow_symlinks=False).st_uid
+            except FileNotFoundError:
+                continue
+            if owner not in (0, identity.uid):
+                path = os.path.normpath(os.path.join(dirpath, name))
+                raise PrivilegeError(
+                    f"{path} belongs to uid {owner}, neither root nor {identity.name!r}: "
+                    f"server.data_dir {top} is not handed over (chown it to "
+                    f"{identity.name!r} if it is the right directory)"
+                )
 
 
 def _own(fd: int, uid: int, gid: int, mode: int) -> None:
