@@ -181,7 +181,9 @@ def _print_next_steps(config_file: Path, *, dev: bool) -> None:
         lines += [
             "  Replace the self-signed certificate with one from a CA (e.g. ACME) at the paths "
             "in [tls].",
-            "  Set server.user to drop root privileges after binding the ports.",
+            "  Started as root, the server should switch to its own user after binding the ports:",
+            "    useradd --system --no-create-home --shell /usr/sbin/nologin mailstead",
+            '    and set server.user = "mailstead" (serve then hands it the data directory).',
             "  Publish MX, SPF, DKIM and DMARC records for your domains.",
         ]
     print("\n".join(lines))
