@@ -29,7 +29,10 @@ from pathlib import Path
 
 import pytest
 
+from mailstead.config import load_config
+from mailstead.security.privileges import PrivilegeError
 from mailstead.security.tls import generate_self_signed
+from mailstead.servers.privileges import prepare_privilege_drop
 from mailstead.testing.server import Account, RunningServer, populate, start_server, write_config
 
 USER = "mailstead-test"
@@ -324,3 +327,14 @@ def test_data_dir_holding_another_users_files_is_not_handed_over(system_user, ba
     assert f"{theirs} belongs to uid 65534" in result.stderr
     assert config.parent.stat().st_uid == 0
     assert (config.parent / "mailstead.db").stat().st_uid == 0
+
+
+def test_configuration_swapped_after_loading_is_refused(system_user, base):
+    # The race: the server's user swaps the file between root's load and root's check. What
+    # root acts on must be what the checked file says.
+    config = config_for(base, user=USER)
+    loaded = load_config(config)
+    config.write_text(config.read_text().replace('data_dir = "."', f'data_dir = "{base}"'))
+    with pytest.raises(PrivilegeError, match="changed while the server was starting"):
+        prepare_privilege_drop(loaded)
+    assert config.parent.stat().st_uid == 0

@@ -4,7 +4,7 @@ that user, and switch to it once the listening sockets are bound.
 The order (``mailstead serve`` started as root, see ``servers/app.py``):
 
 1. :func:`resolve_user` before anything else: a user that does not exist stops the start.
-2. :func:`check_config_file`: root acts on the configuration (it changes the owner of files it
+2. :func:`read_config_file`: root acts on the configuration (it changes the owner of files it
    names), so a file the server's user could rewrite is refused.
 3. :func:`prepare_data_dir`: everything under ``data_dir`` becomes the user's, directories 0700
    and files 0600 (symbolic links and hard-linked files are left alone: root never changes a
@@ -92,11 +92,15 @@ def _groups_of(identity: Identity) -> set[int]:
     return set(os.getgrouplist(identity.name, identity.gid))
 
 
-def check_config_file(path: Path, identity: Identity) -> None:
-    """Refuse a configuration file the user could have written: root would then chown, as
-    instructed by the user, any file of the system (``data_dir = "/etc"``)."""
+def read_config_file(path: Path, identity: Identity) -> bytes:
+    """The content of the configuration file, refused if the user could have written it: root
+    changes owners as the file says, so a compromised server rewriting ``data_dir = "/etc"``
+    would get /etc at the next start. Checked and read through one descriptor, so the file
+    cannot be swapped in between."""
     try:
-        info = path.stat()
+        with path.open("rb") as f:
+            info = os.fstat(f.fileno())
+            data = f.read()
     except OSError as exc:
         raise PrivilegeError(f"{path}: {exc.strerror}") from None
     writable_by_user = (
@@ -109,6 +113,7 @@ def check_config_file(path: Path, identity: Identity) -> None:
             f"{path} can be changed by {identity.name!r}, the user the server switches to; "
             f"make it root's: chown root:{identity.gid} {path} && chmod {CONFIG_MODE:o} {path}"
         )
+    return data
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
+import tomllib
 
-from mailstead.config import Config
+from mailstead.config import Config, ConfigError
+from mailstead.config._load import config_from_dict  # the loader, from bytes already checked
 from mailstead.observability.log import log_event
 from mailstead.security import privileges
 
@@ -28,7 +30,14 @@ def prepare_privilege_drop(config: Config) -> privileges.Identity | None:
     identity = privileges.resolve_user(config.server.user)
     if not privileges.must_switch(identity):
         return None
-    privileges.check_config_file(config.path, identity)
+    data = privileges.read_config_file(config.path, identity)
+    # The snapshot in use was read before the check: it must be what the checked file says.
+    try:
+        checked = config_from_dict(tomllib.loads(data.decode("utf-8")), path=config.path)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, ConfigError):
+        checked = None
+    if checked != config:
+        raise privileges.PrivilegeError(f"{config.path} changed while the server was starting")
     for skipped in privileges.prepare_data_dir(
         config.server.data_dir, identity, config_file=config.path
     ):
