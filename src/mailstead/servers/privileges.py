@@ -64,6 +64,6 @@ def drop_privileges(config: Config, identity: privileges.Identity) -> None:
             logging.WARNING,
             path=str(path),
             user=identity.name,
-            detail="a reload cannot read it again",
+            detail="a reload cannot open it again",
         )
     log_event(log, "privileges.dropped", user=identity.name, uid=identity.uid, gid=identity.gid)
