@@ -254,3 +254,39 @@ def test_pop3_dele_and_quit_then_half_close(mail_server):
     assert [line[:3] for line in lines if line] == [b"+OK"] * 5, out
     # the +OK to QUIT came after the update: the message is gone now
     assert _count(server, "to-delete") == 0
+
+
+def test_imaps_append_and_logout_then_close_notify(mail_server):
+    server = mail_server()
+    message = MESSAGE % b"appended-tls"
+    sock = socket.create_connection(server.imaps_address, timeout=DEADLINE)
+    try:
+        client = _TLSClient(sock)
+        client.send(
+            b"a LOGIN alice@example.org alice-pw\r\n"
+            + b"b APPEND INBOX {%d+}\r\n" % len(message) + message + b"\r\n"
+            + b"c LOGOUT\r\n"
+        )  # fmt: skip
+        client.close_notify()
+        out = client.read_until_eof()
+    finally:
+        sock.close()
+    assert b"\r\nb OK " in out, out
+    assert b"* BYE" in out and out.endswith(b"c OK Logout completed\r\n"), out
+    assert _count(server, "appended-tls") == 1
+
+
+def test_pop3s_dele_and_quit_then_close_notify(mail_server):
+    server = mail_server()
+    _deliver(server, "to-delete-tls")
+    sock = socket.create_connection(server.pop3s_address, timeout=DEADLINE)
+    try:
+        client = _TLSClient(sock)
+        client.send(b"USER alice@example.org\r\nPASS alice-pw\r\nDELE 1\r\nQUIT\r\n")
+        client.close_notify()
+        sock.shutdown(socket.SHUT_WR)
+        out = client.read_until_eof()
+    finally:
+        sock.close()
+    assert [line[:3] for line in out.split(b"\r\n") if line] == [b"+OK"] * 5, out
+    assert _count(server, "to-delete-tls") == 0

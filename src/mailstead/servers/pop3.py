@@ -89,7 +89,6 @@ class POP3Connection(StreamSession):
         self.client_key = client_key(self.peer_ip)
         self.state.connections.add(self, self.client_key)
         if self.implicit_tls:
-            assert self.state.tls_context is not None
             self.begin_tls(self.state.tls_context)
         self._task = asyncio.get_running_loop().create_task(self._run())
 

@@ -354,7 +354,6 @@ class SMTPSession(StreamSession):
         self.client_key = client_key(self.peer_ip)
         self.state.register(self)
         if self.implicit_tls:
-            assert self.state.tls_context is not None
             self.begin_tls(self.state.tls_context)
         self._task = asyncio.get_running_loop().create_task(self._run())
 

@@ -158,8 +158,10 @@ class StreamSession(asyncio.Protocol):
     async def write(self, data: bytes) -> None:
         if data and self.transport is not None and not self.transport.is_closing():
             if self._tls is not None:
+                view = memoryview(data)
                 try:
-                    self._tls.write(data)
+                    while view:  # a memory BIO takes everything; the loop is for the rule
+                        view = view[self._tls.write(view) :]
                 except ssl.SSLError:  # TLS already shut down: nothing more can be sent
                     return
                 data = self._tls_out.read()
@@ -190,12 +192,16 @@ class StreamSession(asyncio.Protocol):
         self.begin_tls(context)
         return await self.tls_handshake(handshake_timeout)
 
-    def begin_tls(self, context: ssl.SSLContext) -> None:
+    def begin_tls(self, context: ssl.SSLContext | None) -> None:
         """Treat what comes from now on as TLS (on an implicit-TLS port: in
-        ``connection_made``, before a byte is read); ``tls_handshake`` waits for it."""
+        ``connection_made``, before a byte is read); ``tls_handshake`` waits for it. Without
+        a context (a reload found no certificate) the handshake fails."""
         assert self._tls is None, "TLS started twice"
-        self._tls = context.wrap_bio(self._tls_in, self._tls_out, server_side=True)
         self._handshake = asyncio.get_running_loop().create_future()
+        if context is None:
+            self._handshake.set_exception(ssl.SSLError("no TLS certificate"))
+            return
+        self._tls = context.wrap_bio(self._tls_in, self._tls_out, server_side=True)
         if self.transport is not None:
             self._paused_reading = False
             self.transport.resume_reading()  # paused by prepare_tls
@@ -254,6 +260,15 @@ class StreamSession(asyncio.Protocol):
         if closed:
             self._end_of_input()
 
+    def _tls_established(self) -> bool:
+        handshake = self._handshake
+        return (
+            handshake is not None
+            and handshake.done()
+            and not handshake.cancelled()
+            and handshake.exception() is None
+        )
+
     def _send_tls(self) -> None:
         data = self._tls_out.read()
         if data and self.transport is not None and not self.transport.is_closing():
@@ -262,7 +277,7 @@ class StreamSession(asyncio.Protocol):
     def tls_description(self) -> str:
         """``using TLSv1.3 with cipher X (256/256 bits)`` for trace headers and logs."""
         ssl_object = self._tls
-        if ssl_object is None or self._handshake is None or not self._handshake.done():
+        if ssl_object is None or not self._tls_established():
             return ""
         cipher = ssl_object.cipher()
         if cipher is None:
@@ -275,7 +290,7 @@ class StreamSession(asyncio.Protocol):
         the client's is not awaited)."""
         if self.transport is None or self.transport.is_closing():
             return
-        if self._tls is not None and self._handshake is not None and self._handshake.done():
+        if self._tls is not None and self._tls_established():
             with contextlib.suppress(ssl.SSLError):
                 self._tls.unwrap()  # sends close_notify; raises SSLWantReadError, not awaited
             self._send_tls()
