@@ -148,7 +148,7 @@ def install_exim(cache: Path | None = None) -> EximInstall:
     with (cache / "exim.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test processes unpack once
         ready = cache / "exim.ready"
-        if not ready.exists():
+        if not (ready.exists() and _binary_in(root).exists() and _wrapper_in(root)):
             shutil.rmtree(root, ignore_errors=True)
             debs = cache / "exim-debs"
             shutil.rmtree(debs, ignore_errors=True)
