@@ -81,10 +81,14 @@ class IMAPConnection(StreamSession):
         super().connection_made(transport)
         self.client_key = client_key(self.peer_ip)
         self.state.connections.add(self, self.client_key)
+        if self.implicit_tls:
+            self.begin_tls(self.state.tls_context)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
         try:
+            if self.implicit_tls and not await self.tls_handshake(PRELOGIN_TIMEOUT):
+                return
             limits = self.state.limits
             refusal = self.state.connections.refused(
                 self, max_connections=limits.max_connections,
@@ -276,7 +280,7 @@ class IMAPService:
             servers, where = await listen(
                 functools.partial(IMAPConnection, self.state, implicit_tls=tls),
                 addresses,
-                tls_context=self.state.tls_context if tls else None,
+                tls_context=None,  # implicit TLS runs in the session (StreamSession.begin_tls)
             )
             self.servers += servers
             out += where

@@ -353,6 +353,8 @@ class SMTPSession(StreamSession):
         super().connection_made(transport)
         self.client_key = client_key(self.peer_ip)
         self.state.register(self)
+        if self.implicit_tls:
+            self.begin_tls(self.state.tls_context)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def _interrupted(self) -> bool:
@@ -364,6 +366,9 @@ class SMTPSession(StreamSession):
     async def _run(self) -> None:
         state = self.state
         try:
+            if self.implicit_tls and not await self.tls_handshake(state.limits.idle_timeout):
+                log_event(log, "smtp.tls_failed", client=self.peer_ip)
+                return
             if state.shutting_down:
                 await self._refuse(_SHUTTING_DOWN)
                 return
@@ -376,8 +381,7 @@ class SMTPSession(StreamSession):
         except Exception:
             log.exception("smtp session failed", extra={"fields": {"session": self.session_id}})
         finally:
-            if self.transport is not None:
-                self.transport.close()
+            self.close()
             self.state.unregister(self)
 
     async def _refuse(self, reply: Reply) -> None:
@@ -795,6 +799,9 @@ class SMTPSession(StreamSession):
         if reply is None:
             core.accept(text=f"Ok: queued as {queue_id}")
             state.messages_accepted += 1
+            if not self.can_write:  # the client will not hear the 250 and may send it again
+                log_event(log, "smtp.reply_lost", logging.WARNING, id=queue_id,
+                          session=self.session_id, client=self.peer_ip)  # fmt: skip
         else:
             core.reply(reply)
         self._log_transaction(tx, helo, queue_id, len(message), reply, started, verdict=verdict)
@@ -1041,7 +1048,7 @@ class SMTPService:
         servers, bound = await listen(
             lambda: SMTPSession(state, submission=submission, implicit_tls=implicit_tls),
             addresses,
-            tls_context=state.tls_context if implicit_tls else None,
+            tls_context=None,  # implicit TLS runs in the session (StreamSession.begin_tls)
         )
         self.servers += servers
         return bound

@@ -2,6 +2,12 @@
 
 A session is an ``asyncio.Protocol`` (fast callbacks, no stream objects) whose ``data_received``
 fills an inbox that a per-connection task drains with ``next_data``.
+
+The client's end of input is a half-close, never a reason to drop output: pipelined commands
+before it are still carried out and their replies sent (a 250 for committed mail that never
+reaches the client makes it send the mail again). asyncio's TLS transport (and uvloop's)
+stops writing as soon as the peer's close_notify or TCP FIN arrives, so TLS runs here over
+``ssl.MemoryBIO`` on the TCP transport, where close_notify is an end of input like a FIN.
 """
 
 from __future__ import annotations
@@ -20,7 +26,12 @@ class StreamSession(asyncio.Protocol):
 
     def __init__(self) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: typed by what we use.
+        # Always the TCP transport: TLS, when started, runs in ``_tls`` above it.
         self.transport: Any = None
+        self._tls: ssl.SSLObject | None = None
+        self._tls_in = ssl.MemoryBIO()
+        self._tls_out = ssl.MemoryBIO()
+        self._handshake: asyncio.Future[None] | None = None
         self.peer_ip = "unknown"
         self.peer_port = 0
         self._inbox: list[bytes] = []
@@ -44,6 +55,12 @@ class StreamSession(asyncio.Protocol):
             self.peer_ip, self.peer_port = str(peer[0]), int(peer[1])
 
     def data_received(self, data: bytes) -> None:
+        if self._tls is not None:
+            self._tls_received(data)
+            return
+        self._received(data)
+
+    def _received(self, data: bytes) -> None:
         self._inbox.append(data)
         self._inbox_size += len(data)
         if self._inbox_size > MAX_INBOX and not self._paused_reading and self.transport:
@@ -52,14 +69,23 @@ class StreamSession(asyncio.Protocol):
         self.wakeup.set()
 
     def eof_received(self) -> bool:
+        """The client shut its sending side: input ends, output goes on until the session
+        has sent what it owes and closes (True keeps the transport half-open)."""
+        self._end_of_input()
+        if self._handshake is not None and not self._handshake.done():
+            self._handshake.set_exception(ConnectionResetError("EOF during the TLS handshake"))
+        return True
+
+    def _end_of_input(self) -> None:
         self._eof = True
         self.wakeup.set()
-        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True
         self.wakeup.set()
         self._can_write.set()
+        if self._handshake is not None and not self._handshake.done():
+            self._handshake.set_exception(ConnectionResetError("connection lost"))
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -124,8 +150,21 @@ class StreamSession(asyncio.Protocol):
             self._timer = loop.call_at(deadline, self._timer_fired)
             self._timer_at = deadline
 
+    @property
+    def can_write(self) -> bool:
+        """Whether a write can still reach the client (its input may have ended)."""
+        return self.transport is not None and not self.transport.is_closing()
+
     async def write(self, data: bytes) -> None:
         if data and self.transport is not None and not self.transport.is_closing():
+            if self._tls is not None:
+                view = memoryview(data)
+                try:
+                    while view:  # a memory BIO takes everything; the loop is for the rule
+                        view = view[self._tls.write(view) :]
+                except ssl.SSLError:  # TLS already shut down: nothing more can be sent
+                    return
+                data = self._tls_out.read()
             self.transport.write(data)
             if not self._can_write.is_set():  # flow control: wait until the buffer drains
                 await self._can_write.wait()
@@ -148,25 +187,97 @@ class StreamSession(asyncio.Protocol):
         if the handshake failed."""
         assert self.transport is not None
         self.discard_input()
-        loop = asyncio.get_running_loop()
+        if self._eof or self.transport.is_closing():
+            return False
+        self.begin_tls(context)
+        return await self.tls_handshake(handshake_timeout)
+
+    def begin_tls(self, context: ssl.SSLContext | None) -> None:
+        """Treat what comes from now on as TLS (on an implicit-TLS port: in
+        ``connection_made``, before a byte is read); ``tls_handshake`` waits for it. Without
+        a context (a reload found no certificate) the handshake fails."""
+        assert self._tls is None, "TLS started twice"
+        self._handshake = asyncio.get_running_loop().create_future()
+        if context is None:
+            self._handshake.set_exception(ssl.SSLError("no TLS certificate"))
+            return
+        self._tls = context.wrap_bio(self._tls_in, self._tls_out, server_side=True)
+        if self.transport is not None:
+            self._paused_reading = False
+            self.transport.resume_reading()  # paused by prepare_tls
+
+    async def tls_handshake(self, seconds: float) -> bool:
+        """Wait for the handshake ``begin_tls`` started; False (and the connection aborted)
+        if it failed or took longer than ``seconds``."""
+        assert self._handshake is not None
         try:
-            new_transport = await asyncio.wait_for(
-                loop.start_tls(self.transport, self, context, server_side=True),
-                handshake_timeout,
-            )
+            async with asyncio.timeout(seconds):
+                await self._handshake
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError):
+            if self.transport is not None:
+                self.transport.abort()
             return False
-        if new_transport is None:
-            return False
-        self.transport = new_transport
         return True
+
+    def _tls_received(self, data: bytes) -> None:
+        """TLS records from the client: the handshake, then plaintext into the inbox; the
+        client's close_notify ends the input as a FIN would (RFC 8446 §6.1: each side closes
+        its own writing; the server may still answer)."""
+        tls = self._tls
+        assert tls is not None
+        self._tls_in.write(data)
+        handshake = self._handshake
+        if handshake is not None and not handshake.done():
+            try:
+                tls.do_handshake()
+            except ssl.SSLWantReadError:
+                self._send_tls()
+                return
+            except ssl.SSLError as exc:
+                self._send_tls()  # the alert, if any
+                handshake.set_exception(exc)
+                return
+            self._send_tls()
+            handshake.set_result(None)
+        chunks = []
+        closed = False
+        try:
+            while True:
+                chunk = tls.read(65536)
+                if not chunk:
+                    closed = True  # close_notify
+                    break
+                chunks.append(chunk)
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLError:  # a broken record: nothing after it can be trusted
+            closed = True
+            if self.transport is not None:
+                self.transport.abort()
+        if chunks:
+            self._received(b"".join(chunks))
+        self._send_tls()  # TLS 1.3 may answer records of its own (key updates)
+        if closed:
+            self._end_of_input()
+
+    def _tls_established(self) -> bool:
+        handshake = self._handshake
+        return (
+            handshake is not None
+            and handshake.done()
+            and not handshake.cancelled()
+            and handshake.exception() is None
+        )
+
+    def _send_tls(self) -> None:
+        data = self._tls_out.read()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
     def tls_description(self) -> str:
         """``using TLSv1.3 with cipher X (256/256 bits)`` for trace headers and logs."""
-        if self.transport is None:
-            return ""
-        ssl_object = self.transport.get_extra_info("ssl_object")
-        if ssl_object is None:
+        ssl_object = self._tls
+        if ssl_object is None or not self._tls_established():
             return ""
         cipher = ssl_object.cipher()
         if cipher is None:
@@ -175,8 +286,15 @@ class StreamSession(asyncio.Protocol):
         return f"using {ssl_object.version()} with cipher {name} ({bits}/{bits} bits)"
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        """Close after what was written has been sent (over TLS with our close_notify first;
+        the client's is not awaited)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self._tls is not None and self._tls_established():
+            with contextlib.suppress(ssl.SSLError):
+                self._tls.unwrap()  # sends close_notify; raises SSLWantReadError, not awaited
+            self._send_tls()
+        self.transport.close()
 
 
 async def listen(
