@@ -988,6 +988,9 @@ def _refusal_for(verdict: inbound.InboundVerdict | None) -> Reply | None:
     end of DATA; a DNS timeout only ever defers)."""
     if verdict is None:
         return None
+    if verdict.action is inbound.Action.REJECT and verdict.malformed_from:
+        # RFC 5322 §3.6: one From field of addresses; anything else would dodge DMARC
+        return Reply(550, "5.7.1", f"Message refused: {verdict.malformed_from}")
     if verdict.action is inbound.Action.REJECT:
         domain = verdict.from_domain or "the sender's domain"
         return Reply(550, "5.7.1", f"Message rejected by the DMARC policy of {domain}")
