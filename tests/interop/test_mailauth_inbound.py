@@ -652,6 +652,23 @@ def test_forged_results_of_ours_are_removed(server):
     assert b"sneaky" not in stored_raw
 
 
+@pytest.mark.parametrize(
+    "forged",
+    [
+        f"Authentication-Results: {HOSTNAME}.; dmarc=pass header.from=strict.test\r\n",
+        f'Authentication-Results: "{HOSTNAME}; dmarc=pass header.from=strict.test\r\n',
+    ],
+)
+def test_forged_results_with_trailing_dot_or_unclosed_quote_are_removed(server, forged):
+    mark = marker()
+    raw = message(mark, "author@nospf.test", extra=forged)
+    assert send(server, "bounce@nospf.test", raw) == (250, "")
+    [stored_raw] = stored(server, mark)
+    assert stored_raw.count(b"Authentication-Results:") == 1
+    assert f"Authentication-Results: {HOSTNAME};".encode() in stored_raw
+    assert b"dmarc=pass" not in stored_raw
+
+
 def arc_tags(header: str, name: str) -> dict[str, str]:
     """The tags of the first ``name`` field in ``header``."""
     msg = email.message_from_string(header + "\r\n", policy=email.policy.compat32)
