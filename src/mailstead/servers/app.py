@@ -104,6 +104,7 @@ def smtp_limits(config: Config) -> SMTPLimits:
         data_timeout=smtp.data_timeout,
         max_connections=smtp.max_connections,
         max_connections_per_ip=smtp.max_connections_per_ip,
+        max_received_headers=smtp.max_received_headers,
     )
 
 

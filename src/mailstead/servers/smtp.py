@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailstead import sasl
-from mailstead.delivery import Envelope, LocalDelivery, Recipient, Spool, return_path_header
+from mailstead.delivery import Envelope, LocalDelivery, Recipient, Spool, loops, return_path_header
 from mailstead.directory import Directory, RecipientStatus, Resolution, answer_credentials
 from mailstead.directory.service import DirectoryError, normalize_address
 from mailstead.dns import Resolver
@@ -112,6 +112,7 @@ class SMTPLimits:
     data_timeout: float = 600.0
     max_connections: int = 1000
     max_connections_per_ip: int = 20
+    max_received_headers: int = loops.DEFAULT_MAX_RECEIVED  # RFC 5321 §6.3
 
 
 class SubmissionPolicy:
@@ -740,6 +741,12 @@ class SMTPSession(StreamSession):
         queue_id = new_id()
         content = tx.spool.getvalue()
         verdict: inbound.InboundVerdict | None = None
+        looping = self._loop_refusal(tx, content)
+        if looping is not None:
+            core.reply(looping)
+            self._log_transaction(tx, helo, queue_id, len(content), looping, started)
+            tx.reset(state.spool_dir)
+            return
         if self.account is not None:
             checked = await self._submitted_message(content, tx.mail_from)
             if isinstance(checked, Reply):
@@ -800,6 +807,20 @@ class SMTPSession(StreamSession):
         self._log_transaction(tx, helo, queue_id, len(message), reply, started, verdict=verdict)
         tx.reset(state.spool_dir)
 
+    def _loop_refusal(self, tx: _Transaction, content: bytes) -> Reply | None:
+        """554 5.4.6 for a message that has looped: more Received fields than allowed (RFC
+        5321 §6.3), or back for an alias whose forwarded copy it is (its Delivered-To)."""
+        limit = self.state.limits.max_received_headers
+        hops = loops.count_received(content)
+        if hops > limit:
+            text = f"Too many hops ({hops} Received fields, at most {limit}): mail loop"
+            return Reply(554, "5.4.6", text)
+        forwarders = [r.address for r in tx.recipients if r.resolution.remote]
+        looped = loops.forwarding_loop(content, forwarders) if forwarders else None
+        if looped is not None:
+            return Reply(554, "5.4.6", f"Mail forwarding loop for <{looped}>")
+        return None
+
     @staticmethod
     def _remote_recipients(tx: _Transaction) -> list[QueueRecipientRequest]:
         """What goes to the outbound queue: submission's remote recipients, and the remote
@@ -833,9 +854,11 @@ class SMTPSession(StreamSession):
         queue = self.state.queue
         assert queue is not None
         targets = await self.state.delivery.targets(envelope, junk=junk)
-        forwarded = message
+        # the forwarded copy names the aliases it went through: if it comes back, it loops
+        forwarders = [r.address for r in envelope.recipients if r.resolution.remote]
+        forwarded = loops.delivered_to_fields(forwarders) + message
         if verdict is not None and self.state.mailauth is not None and self.state.mailauth.arc_seal:
-            forwarded = await self._arc_sealed(message, envelope, verdict)
+            forwarded = await self._arc_sealed(forwarded, envelope, verdict)
         local = None
         if targets:
             local = DeliveryRequest(
