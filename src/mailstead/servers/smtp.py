@@ -35,8 +35,8 @@ from mailstead.directory import Directory, RecipientStatus, Resolution, answer_c
 from mailstead.directory.service import DirectoryError, normalize_address
 from mailstead.dns import Resolver
 from mailstead.mailauth import inbound
+from mailstead.mailauth.author import AuthorError, parse_mailbox_list
 from mailstead.mailauth.spf import SpfVerdict
-from mailstead.message.addresses import parse_address_list
 from mailstead.message.headers import get_all, parse_header_fields, split_header_body
 from mailstead.observability.ids import new_id
 from mailstead.observability.log import log_event
@@ -564,9 +564,10 @@ class SMTPSession(StreamSession):
                       seconds=round(banned.until - now))  # fmt: skip
 
     # -- sender rules (submission) -----------------------------------------------------------------
-    async def _sender_refusal(self, address: str, header: bool = False) -> Reply | None:
-        """None if the authenticated user may use ``address`` (MAIL FROM, or a From: header
-        address when ``header``), else the reply refusing it."""
+    async def _sender_refusal(self, address: str, header: str = "") -> Reply | None:
+        """None if the authenticated user may use ``address`` (MAIL FROM, or an address of the
+        ``header`` field: From, Sender, Resent-From, Resent-Sender), else the reply refusing
+        it."""
         account = self.account
         assert account is not None
         try:
@@ -578,9 +579,9 @@ class SMTPSession(StreamSession):
             return None
         log_event(log, "smtp.sender_refused", logging.WARNING, client=self.peer_ip,
                   user=account.address, address=address,
-                  field="From" if header else "MAIL FROM")  # fmt: skip
+                  field=header or "MAIL FROM")  # fmt: skip
         if header:
-            return replies.from_header_not_owned(address, account.address)
+            return replies.from_header_not_owned(address, account.address, header)
         return replies.sender_not_owned(address, account.address)
 
     async def _may_send_as(self, address: str) -> bool:
@@ -621,22 +622,25 @@ class SMTPSession(StreamSession):
         end = split_header_body(content)
         fields = parse_header_fields(content, 0, end)
         added: list[str] = []
-        from_values = get_all(fields, "From")
-        if not from_values:
+        if not get_all(fields, "From"):
             added.append(f"From: <{mail_from or account.address}>")
-        for value in from_values:
-            mailboxes = [a for a in parse_address_list(value) if not a.is_group_marker]
-            if not mailboxes:
-                return replies.from_header_not_owned("", account.address)
-            for mailbox in mailboxes:
-                address = mailbox.addr_spec
-                refusal: Reply | None
-                if mailbox.invalid or not mailbox.domain:
-                    refusal = replies.from_header_not_owned(address, account.address)
-                else:
-                    refusal = await self._sender_refusal(address, header=True)
-                if refusal is not None:
-                    return refusal
+        # every author field, read strictly: a lenient reading would check one address while
+        # the recipient's client shows another (``a@x <b@y>``, ``a@x; b@y``)
+        for name in _AUTHOR_FIELDS:
+            values = get_all(fields, name)
+            if len(values) > 1 and name in ("From", "Sender"):  # RFC 5322 §3.6: at most one
+                return Reply(550, "5.7.1", f"Message has {len(values)} {name}: header fields")
+            for value in values:
+                try:
+                    mailboxes = parse_mailbox_list(value)
+                except AuthorError as exc:
+                    return Reply(550, "5.7.1", f"{name}: header field cannot be parsed ({exc})")
+                if not mailboxes:
+                    return replies.from_header_not_owned("", account.address, name)
+                for mailbox in mailboxes:
+                    refusal = await self._sender_refusal(mailbox.addr_spec, header=name)
+                    if refusal is not None:
+                        return refusal
         if not get_all(fields, "Date"):
             added.append("Date: " + email.utils.format_datetime(email.utils.localtime()))
         if not get_all(fields, "Message-ID"):
@@ -1002,6 +1006,9 @@ class _Transaction:
             self.spf.cancel()
             self.spf = None
 
+
+# RFC 5322 §3.6.2/§3.6.6: the fields that say who wrote or sent a message (checked on submission)
+_AUTHOR_FIELDS = ("From", "Sender", "Resent-From", "Resent-Sender")
 
 _DMARC_TEMPORARY = "Sender authentication could not be checked (DNS), try again later"
 

@@ -193,9 +193,10 @@ def sender_not_owned(address: str, user: str) -> Reply:
     return Reply(550, "5.7.1", f"<{address}>: sender address not owned by user {user}")
 
 
-def from_header_not_owned(address: str, user: str) -> Reply:
-    """A From: header address the user may not use, at end of data."""
-    return Reply(550, "5.7.1", f"<{address}>: From: header address not owned by user {user}")
+def from_header_not_owned(address: str, user: str, field: str = "From") -> Reply:
+    """An address of a From: (Sender:, Resent-From:, …) header the user may not use, at end of
+    data."""
+    return Reply(550, "5.7.1", f"<{address}>: {field}: header address not owned by user {user}")
 
 
 def remote_delivery_unavailable(address: str) -> Reply:
