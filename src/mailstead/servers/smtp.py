@@ -203,6 +203,8 @@ class SMTPServiceState:
     queue: Queue | None = None
     # checks of inbound mail on port 25 (SPF, DKIM, ARC, DMARC); None: not checked
     mailauth: InboundChecks | None = None
+    # the addresses our listeners are bound to: never a destination of an address literal
+    own_addresses: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = field(default_factory=set)
     connections: int = 0
     per_ip: dict[str, int] = field(default_factory=dict)
     sessions: set[SMTPSession] = field(default_factory=set)
@@ -663,6 +665,7 @@ class SMTPSession(StreamSession):
             # an authenticated user's remote recipient goes to the outbound queue; without a
             # queue it is never relayed nor dropped: the client hears it
             reply = None if forwarding else replies.remote_delivery_unavailable(event.forward_path)
+            reply = reply or self._literal_refusal(event.forward_path)
         if reply is not None:
             tx.refused.append((event.forward_path, reply.code))
             core.reply(reply)
@@ -671,6 +674,34 @@ class SMTPSession(StreamSession):
             Recipient(event.forward_path, resolution, event.params.notify, event.params.orcpt)
         )
         core.accept()
+
+    def _literal_refusal(self, address: str) -> Reply | None:
+        """550 5.1.2 for an address literal (RFC 5321 §4.1.3) the queue must not connect to:
+        this server's own listening addresses, and anything not globally routable (loopback,
+        unspecified, link-local, private, reserved, multicast, IPv4-mapped forms of these)."""
+        domain = address.rpartition("@")[2]
+        if not domain.startswith("["):
+            return None
+        literal = domain[1:-1]
+        if literal[:5].lower() == "ipv6:":
+            literal = literal[5:]
+        try:
+            ip = ipaddress.ip_address(literal)
+        except ValueError:  # a general address literal: nothing the queue can connect to
+            ip = None
+        if ip is not None and isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if (
+            ip is not None
+            and ip.is_global
+            and not ip.is_multicast
+            and (ip not in self.state.own_addresses)
+        ):
+            return None
+        log_event(log, "smtp.literal_refused", logging.WARNING, client=self.peer_ip,
+                  rcpt=address)  # fmt: skip
+        return Reply(550, "5.1.2", f"<{address}>: address literal of this host or a "
+                     "non-global network refused")  # fmt: skip
 
     @staticmethod
     def _rcpt_verdict(
@@ -1077,6 +1108,9 @@ class SMTPService:
             tls_context=state.tls_context if implicit_tls else None,
         )
         self.servers += servers
+        for host, _ in bound:
+            with contextlib.suppress(ValueError):
+                state.own_addresses.add(ipaddress.ip_address(host.split("%")[0]))
         return bound
 
     async def shutdown(self, grace: float) -> None:
