@@ -21,7 +21,10 @@ from mailstead.testing.server import (
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    config = write_config(tmp_path_factory.mktemp("literals"))
+    # nobody answers DNS: the host name has no addresses (tests/interop/test_literal_of_own_name.py
+    # has one that does)
+    dns = {"nameservers": ["127.0.0.1:9"], "timeout": "1s", "attempts": 1}
+    config = write_config(tmp_path_factory.mktemp("literals"), overrides={"dns": dns})
     populate(config, ["example.org"], [Account("alice@example.org", "alice-pw")])
     running = start_server(config)
     yield running

@@ -239,6 +239,7 @@ class MailServer:
         )
         self.resolver = make_resolver(config)
         self.smtp_state.mailauth = inbound_checks(config, self.resolver)
+        self.smtp_state.resolver = self.resolver
         self.queue = Queue(self.store, self.directory, queue_settings(config))
         self.queue_runner = queue_runner(config, self.queue, self.resolver)
         self.smtp_state.queue = self.queue

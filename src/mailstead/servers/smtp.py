@@ -205,6 +205,8 @@ class SMTPServiceState:
     mailauth: InboundChecks | None = None
     # the addresses our listeners are bound to: never a destination of an address literal
     own_addresses: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = field(default_factory=set)
+    # asks for the addresses of our host name (address literals of this host are refused)
+    resolver: Resolver | None = None
     connections: int = 0
     per_ip: dict[str, int] = field(default_factory=dict)
     sessions: set[SMTPSession] = field(default_factory=set)
@@ -665,7 +667,7 @@ class SMTPSession(StreamSession):
             # an authenticated user's remote recipient goes to the outbound queue; without a
             # queue it is never relayed nor dropped: the client hears it
             reply = None if forwarding else replies.remote_delivery_unavailable(event.forward_path)
-            reply = reply or self._literal_refusal(event.forward_path)
+            reply = reply or await self._literal_refusal(event.forward_path)
         if reply is not None:
             tx.refused.append((event.forward_path, reply.code))
             core.reply(reply)
@@ -675,10 +677,11 @@ class SMTPSession(StreamSession):
         )
         core.accept()
 
-    def _literal_refusal(self, address: str) -> Reply | None:
+    async def _literal_refusal(self, address: str) -> Reply | None:
         """550 5.1.2 for an address literal (RFC 5321 §4.1.3) the queue must not connect to:
-        this server's own listening addresses, and anything not globally routable (loopback,
-        unspecified, link-local, private, reserved, multicast, IPv4-mapped forms of these)."""
+        this server's own listening addresses and those of its host name, and anything not
+        globally routable (loopback, unspecified, link-local, private, reserved, multicast,
+        IPv4-mapped forms of these)."""
         domain = address.rpartition("@")[2]
         if not domain.startswith("["):
             return None
@@ -695,13 +698,23 @@ class SMTPSession(StreamSession):
             ip is not None
             and ip.is_global
             and not ip.is_multicast
-            and (ip not in self.state.own_addresses)
+            and ip not in self.state.own_addresses
+            and not await self._is_our_name(ip)
         ):
             return None
         log_event(log, "smtp.literal_refused", logging.WARNING, client=self.peer_ip,
                   rcpt=address)  # fmt: skip
         return Reply(550, "5.1.2", f"<{address}>: address literal of this host or a "
                      "non-global network refused")  # fmt: skip
+
+    async def _is_our_name(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """Whether ``ip`` is an address of ``server.hostname`` (a wildcard listener's public
+        address); DNS trouble says no (the resolver caches the answer)."""
+        resolver = self.state.resolver
+        if resolver is None:
+            return False
+        answer = await resolver.addresses(self.state.settings.hostname)
+        return answer.found and ip in answer.records
 
     @staticmethod
     def _rcpt_verdict(
