@@ -7,12 +7,14 @@ Two real servers forwarding to each other are in tests/interop/test_mail_loop.py
 from __future__ import annotations
 
 import smtplib
+import socket
 import sqlite3
 import uuid
 
 import pytest
 
 from mailstead.store.sqlite.backend import decode_blob
+from mailstead.testing.replies import ReplyReader
 from mailstead.testing.server import RunningServer
 
 NO_DNS = {"dns": {"nameservers": ["127.0.0.1:9"], "timeout": "1s", "attempts": 1}}
@@ -105,3 +107,21 @@ def test_alias_forwarding_loop_is_refused_by_delivered_to(mail_server):
     # Delivered-To of another address is no loop
     other = loop_message(again, 2, extra="Delivered-To: someone@example.org\r\n")
     assert send(server, other, to="fwd@example.org") == (250, b"")
+
+
+def test_hop_limit_holds_for_bdat(mail_server):
+    server = mail_server()
+    mark = uuid.uuid4().hex
+    payload = loop_message(mark, 51)
+    with socket.create_connection(server.smtp_address, timeout=30) as sock:
+        replies = ReplyReader(sock)
+        assert replies.reply().startswith(b"220 ")
+        sock.sendall(b"EHLO client.example\r\n")
+        assert b"CHUNKING" in replies.reply()
+        sock.sendall(b"MAIL FROM:<someone@example.net>\r\nRCPT TO:<bob@example.org>\r\n")
+        assert replies.reply().startswith(b"250 ") and replies.reply().startswith(b"250 ")
+        sock.sendall(b"BDAT %d LAST\r\n" % len(payload) + payload)
+        assert replies.reply() == (
+            b"554 5.4.6 Too many hops (51 Received fields, at most 50): mail loop"
+        )
+    assert not stored(server, mark)
