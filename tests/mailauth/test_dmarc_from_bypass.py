@@ -14,7 +14,7 @@ import pytest
 
 from mailstead.mailauth.author import AuthorError, parse_mailbox_list
 from mailstead.mailauth.dmarc import FromDomainError, author_domains
-from mailstead.mailauth.inbound import Action, InboundPolicy, check_message
+from mailstead.mailauth.inbound import MAX_AUTHOR_DOMAINS, Action, InboundPolicy, check_message
 from mailstead.testing.dns import FakeResolver
 
 POLICY = InboundPolicy("mx.example.org")
@@ -128,3 +128,18 @@ def test_strict_parser_reads_valid_lists(value, addresses):
 def test_strict_parser_refuses_everything_else(value):
     with pytest.raises(AuthorError):
         parse_mailbox_list(value)
+
+
+def test_authors_in_too_many_domains_are_refused_without_lookups():
+    authors = ", ".join(f"<a@d{i}.test>" for i in range(MAX_AUTHOR_DOMAINS + 1))
+    resolver = FakeResolver(RECORDS)
+    raw = f"From: {authors}\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+    verdict = asyncio.run(check_message(resolver, raw, spf=None, policy=POLICY))
+    assert verdict.action is Action.REJECT
+    assert (
+        verdict.malformed_from
+        == f"the From field has addresses in {MAX_AUTHOR_DOMAINS + 1} domains"
+    )
+    assert not [q for q in resolver.queries if "_dmarc" in q]
+    fewer = ", ".join(f"<a@d{i}.test>" for i in range(MAX_AUTHOR_DOMAINS))
+    assert check(f"From: {fewer}\r\n".encode())[0] is Action.ACCEPT
