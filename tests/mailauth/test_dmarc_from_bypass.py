@@ -123,6 +123,8 @@ def test_strict_parser_reads_valid_lists(value, addresses):
         b"a@b\xff.test",
         b"(a@b.test",
         b"[a@b.test]",
+        b'"a\\\r\n b"@c.test',  # a quoted pair may not escape a line break
+        b'"a\\',
     ],
 )
 def test_strict_parser_refuses_everything_else(value):

@@ -92,7 +92,9 @@ def _tokens(value: bytes) -> list[_Token]:
                 if pos >= len(value):
                     raise AuthorError("unclosed quoted string")
                 q = value[pos]
-                if q == 0x5C and pos + 1 < len(value):
+                if q == 0x5C:  # quoted-pair: "\" (VCHAR / WSP), RFC 5322 §3.2.1
+                    if pos + 1 >= len(value) or value[pos + 1] in b"\r\n":
+                        raise AuthorError("bad quoted pair")
                     text.append(value[pos + 1])
                     pos += 2
                     continue
