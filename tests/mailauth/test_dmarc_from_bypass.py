@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailstead.mailauth.author import AuthorError, parse_mailbox_list
 from mailstead.mailauth.dmarc import FromDomainError, author_domains
@@ -145,3 +147,18 @@ def test_authors_in_too_many_domains_are_refused_without_lookups():
     assert not [q for q in resolver.queries if "_dmarc" in q]
     fewer = ", ".join(f"<a@d{i}.test>" for i in range(MAX_AUTHOR_DOMAINS))
     assert check(f"From: {fewer}\r\n".encode())[0] is Action.ACCEPT
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=200) | st.text(alphabet='a@b.<>,;:"()\\[] \t\r\nxyz=?', max_size=60))
+def test_strict_parser_never_fails_otherwise(value):
+    """Any input: a list of mailboxes or AuthorError, nothing else; and no address read from
+    it holds a line break."""
+    data = value.encode() if isinstance(value, str) else value
+    try:
+        mailboxes = parse_mailbox_list(data)
+    except AuthorError:
+        return
+    for mailbox in mailboxes:
+        assert "\r" not in mailbox.addr_spec and "\n" not in mailbox.addr_spec
+        assert mailbox.domain
