@@ -100,6 +100,7 @@ def test_author_domains_keeps_each_domain_once_in_order():
         (b'"a b"@c.test', ["a b@c.test"]),
         (b"G: a@b.test, c@d.test;, e@f.test", ["a@b.test", "c@d.test", "e@f.test"]),
         (b"G:;", []),
+        (b"a@B.test <a@b.TEST>", ["a@b.TEST"]),  # an address as its own display name
         (b"", []),
     ],
 )

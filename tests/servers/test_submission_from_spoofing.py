@@ -83,6 +83,7 @@ def test_malformed_or_foreign_author_fields_are_refused(server, head, text):
 def test_well_formed_author_fields_of_the_user_pass(server):
     for head in [
         '"Alice, A." <alice@example.org>\r\n',
+        "alice@example.org <alice@example.org>\r\n",  # scripts write this: one address
         "Alice <alice@example.org>, Team <team@example.org>\r\nSender: alice@example.org\r\n",
         "(me) alice @ example.org\r\nResent-From: Team: <team@example.org>;\r\n",
     ]:

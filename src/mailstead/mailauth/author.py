@@ -185,7 +185,15 @@ class _Parser:
             if words and words[0][0] == ".":
                 raise AuthorError("bad display name")
             return self.angle_addr()
-        return self.addr_spec(words)
+        mailbox = self.addr_spec(words)
+        if self.peek() == "<":
+            # ``a@x <a@x>``: an unquoted address as display name, common from scripts, and
+            # harmless when it is the same address; ``a@x <b@y>`` shows one and means another
+            shown = self.angle_addr()
+            if shown.addr_spec.lower() != mailbox.addr_spec.lower():
+                raise AuthorError("a display name that is another address")
+            return shown
+        return mailbox
 
     def address(self, out: list[Mailbox]) -> None:
         start = self.pos
