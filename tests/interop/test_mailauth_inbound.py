@@ -560,6 +560,43 @@ def test_dmarc_lookup_failure_defers(server, author):
     assert not stored(server, mark) and not stored(server, mark, "Junk")
 
 
+# -- the DMARC bypass with a malformed From (issue 11) -------------------------------------------
+def spoof(mark: str, from_fields: str) -> bytes:
+    return (
+        f"{from_fields}To: <{ALICE}>\r\nSubject: test {mark}\r\n"
+        f"Message-ID: <{mark}@strict.test>\r\n\r\nmarker {mark}\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("from_fields", "why"),
+    [
+        ("From: <ceo@monitor.test>\r\nFrom: <ceo@strict.test>\r\n", "2 From header fields"),
+        ("From: <ceo@strict.test>, nobody\r\n", "the From field is invalid"),
+        ("From: someone@nospf.test <ceo@strict.test>\r\n", "the From field is invalid"),
+        ("From: someone@nospf.test; ceo@strict.test\r\n", "the From field is invalid"),
+        ("Sender: <ceo@strict.test>\r\n", "no From header field"),
+    ],
+)
+def test_malformed_from_does_not_bypass_dmarc_reject(server, from_fields, why):
+    """Each form used to give dmarc=permerror and land in INBOX; now 550 at the end of DATA."""
+    mark = marker()
+    code, text = send(server, "bounce@fail.test", spoof(mark, from_fields))
+    assert code == 550
+    assert text.startswith(f"5.7.1 Message refused: {why}"), text
+    assert not stored(server, mark) and not stored(server, mark, "Junk")
+
+
+@pytest.mark.parametrize(
+    "authors", ["<ceo@strict.test>, <a@monitor.test>", "<a@nospf.test>, <ceo@strict.test>"]
+)
+def test_several_from_domains_get_the_strictest_policy(server, authors):
+    mark = marker()
+    code, text = send(server, "bounce@fail.test", spoof(mark, f"From: {authors}\r\n"))
+    assert (code, text) == (550, "5.7.1 Message rejected by the DMARC policy of strict.test")
+    assert not stored(server, mark) and not stored(server, mark, "Junk")
+
+
 # -- ARC -----------------------------------------------------------------------------------------
 def test_trusted_arc_sealer_overrides_dmarc_reject(server, world):
     mark = marker()
@@ -613,6 +650,23 @@ def test_forged_results_of_ours_are_removed(server):
     assert [r.result for r in results["dkim"]] == ["none"]
     assert [r.result for r in results["dmarc"]] == ["none"]
     assert b"sneaky" not in stored_raw
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        f"Authentication-Results: {HOSTNAME}.; dmarc=pass header.from=strict.test\r\n",
+        f'Authentication-Results: "{HOSTNAME}; dmarc=pass header.from=strict.test\r\n',
+    ],
+)
+def test_forged_results_with_trailing_dot_or_unclosed_quote_are_removed(server, forged):
+    mark = marker()
+    raw = message(mark, "author@nospf.test", extra=forged)
+    assert send(server, "bounce@nospf.test", raw) == (250, "")
+    [stored_raw] = stored(server, mark)
+    assert stored_raw.count(b"Authentication-Results:") == 1
+    assert f"Authentication-Results: {HOSTNAME};".encode() in stored_raw
+    assert b"dmarc=pass" not in stored_raw
 
 
 def arc_tags(header: str, name: str) -> dict[str, str]:

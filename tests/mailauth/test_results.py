@@ -203,3 +203,28 @@ def test_remove_then_add_ours():
 )
 def test_parse_authserv_id(value, authserv_id):
     assert parse_authserv_id(value) == authserv_id
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        b"Authentication-Results: mx.example.org.; dmarc=pass header.from=strict.test\r\n",
+        b"Authentication-Results: MX.EXAMPLE.ORG. ; dmarc=pass\r\n",
+        b'Authentication-Results: "mx.example.org."; dmarc=pass\r\n',
+        b'Authentication-Results: " mx.example.org "; dmarc=pass\r\n',
+        b'Authentication-Results: "mx.example.org; dmarc=pass header.from=strict.test\r\n',
+        b"Authentication-Results: (comment mx.example.org; dmarc=pass\r\n",
+        b"Authentication-Results: ; dmarc=pass\r\n",
+        b"Authentication-Results:\r\n",
+    ],
+)
+def test_forged_results_with_a_disguised_authserv_id_are_removed(forged):
+    """Forged Authentication-Results with a trailing dot or an unclosed quote (issue 11): a
+    reader takes them for ours, so they go too (and so does any whose id cannot be read)."""
+    block = b"Subject: x\r\n" + forged + b"To: y@example.org\r\n\r\nbody\r\n"
+    assert remove_own_results(block, "mx.example.org") == (
+        b"Subject: x\r\nTo: y@example.org\r\n\r\nbody\r\n"
+    )
+    assert remove_own_results(block, "MX.example.org.") == (
+        b"Subject: x\r\nTo: y@example.org\r\n\r\nbody\r\n"
+    )

@@ -101,3 +101,19 @@ def test_never_to_the_null_sender():
 def test_lf_originals_are_sent_with_crlf():
     raw = build(_report(original=ORIGINAL.replace(b"\r\n", b"\n"), ret="FULL"), now=NOW)
     _parse(raw)  # asserts CRLF only
+
+
+def test_injected_lines_stay_escaped():
+    """Lines injected into bounces (issue 11): whatever reached the queue, a CR LF (or another
+    control character) in ENVID or ORCPT never becomes a line of the report."""
+    recipient = RecipientReport(
+        "bob@remote.test", "failed", "5.1.1",
+        original_recipient=("rfc822\r\nX-Type: 1", "b+0D+0AX-Orcpt:+20injected@remote.test"),
+    )  # fmt: skip
+    raw = build(_report(recipients=[recipient], envid="id+0D+0AX-Envid:+20injected+85"), now=NOW)
+    assert b"\nX-Envid" not in raw and b"\nX-Orcpt" not in raw and b"\nX-Type" not in raw
+    blocks = _parse(raw).get_payload()[1].get_payload()
+    assert blocks[0]["Original-Envelope-Id"] == "id+0D+0AX-Envid: injected+C2+85"
+    assert blocks[1]["Original-Recipient"] == (
+        "rfc822+0D+0AX-Type: 1; b+0D+0AX-Orcpt: injected@remote.test"
+    )

@@ -404,6 +404,13 @@ class SMTPConfig:
         "Most error replies (bad commands, refused recipients, failed AUTH) in one connection "
         "before it is closed with 421.",
     )
+    max_received_headers: int = setting(
+        50,
+        Int(minimum=1),
+        "Most Received header fields a message may carry (RFC 5321 §6.3 loop detection; "
+        "Postfix's hopcount_limit). One with more is refused at the end of DATA or BDAT with "
+        "554 5.4.6, on port 25 and on submission.",
+    )
     idle_timeout: float = setting(
         "5m",
         Duration(),

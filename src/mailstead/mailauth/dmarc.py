@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from mailstead.dns import Resolver, Status
+from mailstead.mailauth.author import AuthorError, parse_mailbox_list
 from mailstead.mailauth.psl import ascii_domain, organizational_domain
-from mailstead.message.addresses import parse_address_list
 from mailstead.message.headers import parse_header_fields
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "Policy",
     "aligned",
     "author_domain",
+    "author_domains",
     "check_dmarc",
     "check_message_dmarc",
     "is_dmarc_record",
@@ -399,38 +400,51 @@ class FromDomainError(ValueError):
         self.result: DmarcResult = result
 
 
-def author_domain(header_block: bytes) -> str:
-    """The RFC 5322.From domain DMARC evaluates (RFC 7489 §6.6.1), as A-labels in lower case.
+def author_domains(header_block: bytes) -> tuple[str, ...]:
+    """Every RFC 5322.From domain of the header block (RFC 7489 §6.6.1), as A-labels in lower
+    case, each once, in order.
 
-    Exactly one From field is required. Several addresses in it are accepted only when they
-    share one domain (after IDNA and case folding); RFC 7489 §6.6.1 leaves the choice to the
-    receiver, and evaluating each domain would let a sender pick the weakest policy. Raises
-    ``FromDomainError``."""
+    Exactly one From field is required, and it must parse as an address-list in full
+    (:func:`mailstead.mailauth.author.parse_mailbox_list`): a lenient reading would evaluate
+    one address while the reader's client shows another. Raises ``FromDomainError``: ``none``
+    without a From field, ``permerror`` for several From fields, one that does not parse or
+    holds no address, or an address without a usable domain."""
     fields = [f for f in parse_header_fields(header_block) if f.name.lower() == "from"]
     if not fields:
         raise FromDomainError("none", "no From header field")
     if len(fields) > 1:
         raise FromDomainError("permerror", f"{len(fields)} From header fields")
-    addresses = [a for a in parse_address_list(fields[0].value) if not a.is_group_marker]
+    try:
+        addresses = parse_mailbox_list(fields[0].value)
+    except AuthorError as exc:
+        raise FromDomainError("permerror", f"the From field is invalid: {exc}") from None
     if not addresses:
         raise FromDomainError("permerror", "the From field has no address")
-    domains = set()
+    domains: list[str] = []
     for address in addresses:
-        if address.invalid or not address.domain:
-            raise FromDomainError("permerror", f"From address {address.addr_spec!r} is invalid")
+        if address.literal:
+            raise FromDomainError("permerror", f"From address {address.addr_spec!r} has no domain")
         try:
             name = ascii_domain(address.domain)
         except ValueError as exc:
             raise FromDomainError("permerror", f"From domain: {exc}") from None
-        if name.startswith("["):
-            raise FromDomainError("permerror", f"From address {address.addr_spec!r} has no domain")
-        domains.add(name)
+        if name not in domains:
+            domains.append(name)
+    return tuple(domains)
+
+
+def author_domain(header_block: bytes) -> str:
+    """The one RFC 5322.From domain (:func:`author_domains`). Several addresses are accepted
+    only when they share one domain; RFC 7489 §6.6.1 leaves the choice to the receiver (the
+    SMTP server evaluates each domain instead and applies the strictest outcome). Raises
+    ``FromDomainError``."""
+    domains = author_domains(header_block)
     if len(domains) > 1:
         listed = ", ".join(sorted(domains))
         raise FromDomainError(
             "permerror", f"the From field has addresses in several domains: {listed}"
         )
-    return domains.pop()
+    return domains[0]
 
 
 async def check_message_dmarc(

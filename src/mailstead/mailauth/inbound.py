@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from mailstead.dns import Resolver
 from mailstead.mailauth.arc import ArcResult, ArcVerdict, verify_arc
 from mailstead.mailauth.dkim_verify import DkimVerdict, verify_dkim
-from mailstead.mailauth.dmarc import DmarcVerdict, FromDomainError, author_domain, check_dmarc
+from mailstead.mailauth.dmarc import DmarcVerdict, FromDomainError, author_domains, check_dmarc
 from mailstead.mailauth.results import (
     MethodResult,
     format_authentication_results,
@@ -42,7 +42,7 @@ class Action(enum.Enum):
 
     ACCEPT = "accept"
     JUNK = "junk"  # delivered to each recipient's Junk folder (DMARC quarantine)
-    REJECT = "reject"  # 550 5.7.1 at the end of DATA (DMARC reject)
+    REJECT = "reject"  # 550 5.7.1 at the end of DATA (DMARC reject, or a malformed From)
     DEFER = "defer"  # 451 4.7.5: the outcome depends on a DNS answer that did not come
 
 
@@ -70,6 +70,7 @@ class InboundVerdict:
     dmarc: DmarcVerdict | None = None
     from_domain: str = ""
     log: dict[str, object] = field(default_factory=dict)
+    malformed_from: str = ""  # why the From field cannot be read (the action is REJECT)
 
 
 async def check_spf(
@@ -159,6 +160,14 @@ def _chosen(published: str, policy: InboundPolicy) -> str:
     return "none"
 
 
+# Authors in more domains than this are refused rather than each looked up (a From field
+# with many co-authors in as many domains is not mail anyone sends).
+MAX_AUTHOR_DOMAINS = 10
+
+# how strict an action is, to pick the strictest among several From domains
+_SEVERITY = {Action.ACCEPT: 0, Action.JUNK: 1, Action.DEFER: 2, Action.REJECT: 3}
+
+
 def _dmarc_action(
     dmarc: DmarcVerdict | None, arc: ArcVerdict | None, policy: InboundPolicy
 ) -> tuple[Action, str]:
@@ -210,20 +219,34 @@ async def check_message(
     dkim: Sequence[DkimVerdict] = await dkim_task
     arc = await arc_task
     dmarc: DmarcVerdict | None = None
-    from_domain, dmarc_error = "", ""
+    domains: tuple[str, ...] = ()
+    dmarc_error = malformed = ""
     try:
-        from_domain = author_domain(header_block(message))
+        domains = author_domains(header_block(message))
     except FromDomainError as exc:
-        dmarc_error = str(exc.result)
-    if from_domain:
-        # RFC 7489 §4.1: the MAIL FROM identity (for the null sender, postmaster@HELO)
-        spf_input = (str(spf.mailfrom.result), spf.mailfrom.domain) if spf is not None else None
-        dmarc = await check_dmarc(
-            resolver,
-            from_domain,
-            spf=spf_input,
-            dkim=[(str(v.result), v.domain) for v in dkim if v.domain],
-        )
+        # RFC 5322 §3.6: exactly one From field; one that cannot be read never falls back to
+        # a weaker check (the spoof would be delivered as permerror)
+        dmarc_error, malformed = str(exc.result), str(exc)
+    if len(domains) > MAX_AUTHOR_DOMAINS:  # each costs DNS lookups: bounded
+        dmarc_error = "permerror"
+        malformed = f"the From field has addresses in {len(domains)} domains"
+        domains = ()
+    # RFC 7489 §4.1: the MAIL FROM identity (for the null sender, postmaster@HELO)
+    spf_input = (str(spf.mailfrom.result), spf.mailfrom.domain) if spf is not None else None
+    dkim_input = [(str(v.result), v.domain) for v in dkim if v.domain]
+    verdicts = await asyncio.gather(
+        *(check_dmarc(resolver, d, spf=spf_input, dkim=dkim_input) for d in domains)
+    )
+    # several authors in several domains: each domain's policy, the strictest outcome counts
+    # (RFC 7489 §6.6.1 leaves the choice to the receiver; the weakest would let the sender pick)
+    action, reason = Action.ACCEPT, ""
+    for candidate in verdicts:
+        candidate_action, candidate_reason = _dmarc_action(candidate, arc, policy)
+        if dmarc is None or _SEVERITY[candidate_action] > _SEVERITY[action]:
+            dmarc, action, reason = candidate, candidate_action, candidate_reason
+    if malformed:
+        action, reason = Action.REJECT, f"malformed From: {malformed}"
+    from_domain = dmarc.from_domain if dmarc is not None else ""
     header = format_authentication_results(
         policy.authserv_id,
         spf=_spf_result(spf) if spf is not None else None,
@@ -231,13 +254,12 @@ async def check_message(
         dmarc=_dmarc_result(dmarc, from_domain, dmarc_error),
         arc=_arc_result(arc),
     )
-    action, reason = _dmarc_action(dmarc, arc, policy)
     log: dict[str, object] = {
         "spf": str(spf.result) if spf is not None else None,
         "dkim": [f"{v.result}:{v.domain}" for v in dkim],
         "arc": str(arc.result),
         "dmarc": str(dmarc.result) if dmarc is not None else dmarc_error or "none",
-        "from_domain": from_domain,
+        "from_domain": ",".join(domains),
         "action": action.value,
     }
     return InboundVerdict(
@@ -251,4 +273,5 @@ async def check_message(
         dmarc,
         from_domain,
         log,
+        malformed,
     )

@@ -245,17 +245,24 @@ def parse_authserv_id(value: bytes) -> str | None:
     return value[pos:end].decode("utf-8", "replace")
 
 
+def _same_authserv_id(found: str, ours: str) -> bool:
+    """Compared as a reader would: quotes and comments already gone, surrounding space, a
+    trailing root dot and case ignored (``MX.Example.ORG.`` is ours)."""
+    return found.strip().rstrip(".").lower() == ours
+
+
 def remove_own_results(header_block: bytes, authserv_id: str) -> bytes:
     """``header_block`` without the Authentication-Results fields whose authserv-id is ours
-    (compared case-insensitively; comments and folding before it allowed), RFC 8601 §5. Every
-    other octet is kept as it was, including what follows the header block."""
-    ours = authserv_id.strip().lower()
+    (compared as :func:`_same_authserv_id` does; comments and folding before it allowed), RFC
+    8601 §5, and without those whose authserv-id cannot be read at all (an unclosed quote or
+    comment): a client might still show them as ours. Every other octet is kept as it was,
+    including what follows the header block."""
+    ours = authserv_id.strip().rstrip(".").lower()
     cuts = [
         (f.start, f.end)
         for f in parse_header_fields(header_block)
         if f.name.lower() == FIELD_NAME.lower()
-        and (found := parse_authserv_id(f.value)) is not None
-        and found.lower() == ours
+        and ((found := parse_authserv_id(f.value)) is None or _same_authserv_id(found, ours))
     ]
     if not cuts:
         return header_block

@@ -74,6 +74,20 @@ def _xtext_decode(value: str) -> str:
     return _XTEXT_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value)
 
 
+def _field_value(value: str, *, xtext: bool = True) -> str:
+    """A decoded ENVID or ORCPT as it may go into a report field: control characters (C0,
+    DEL, C1, line and paragraph separators) stay ``+HH`` escaped, so a value chosen by the
+    sender can never start a line of its own (the SMTP server refuses such values already;
+    this holds for whatever reached the queue before)."""
+    out = []
+    for c in _xtext_decode(value) if xtext else value:
+        if c < " " or "\x7f" <= c <= "\x9f" or c in "\u2028\u2029\x85":
+            out.append("".join(f"+{b:02X}" for b in c.encode("utf-8")))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
 def _subject(recipients: Sequence[RecipientReport]) -> str:
     actions = {r.action for r in recipients}
     if "failed" in actions:
@@ -118,7 +132,7 @@ def _status_fields(report: Report) -> bytes:
     """The ``message/delivery-status`` body: per-message fields, then a block per recipient."""
     per_message = [f"Reporting-MTA: dns; {report.reporting_mta}"]
     if report.envid:
-        per_message.append(f"Original-Envelope-Id: {_xtext_decode(report.envid)}")
+        per_message.append(f"Original-Envelope-Id: {_field_value(report.envid)}")
     per_message.append(f"Arrival-Date: {_date(report.arrival)}")
     blocks = ["\r\n".join(per_message)]
     for r in report.recipients:
@@ -126,7 +140,8 @@ def _status_fields(report: Report) -> bytes:
         fields = []
         if r.original_recipient is not None:
             addr_type, value = r.original_recipient
-            fields.append(f"Original-Recipient: {addr_type}; {_xtext_decode(value)}")
+            kind_text = _field_value(addr_type, xtext=False)
+            fields.append(f"Original-Recipient: {kind_text}; {_field_value(value)}")
         fields += [
             f"Final-Recipient: {kind}; {r.address}",
             f"Action: {r.action}",

@@ -105,6 +105,7 @@ def smtp_limits(config: Config) -> SMTPLimits:
         data_timeout=smtp.data_timeout,
         max_connections=smtp.max_connections,
         max_connections_per_ip=smtp.max_connections_per_ip,
+        max_received_headers=smtp.max_received_headers,
     )
 
 
@@ -239,6 +240,7 @@ class MailServer:
         )
         self.resolver = make_resolver(config)
         self.smtp_state.mailauth = inbound_checks(config, self.resolver)
+        self.smtp_state.resolver = self.resolver
         self.queue = Queue(self.store, self.directory, queue_settings(config))
         self.queue_runner = queue_runner(config, self.queue, self.resolver)
         self.smtp_state.queue = self.queue

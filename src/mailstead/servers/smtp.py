@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailstead import sasl
-from mailstead.delivery import Envelope, LocalDelivery, Recipient, Spool, return_path_header
+from mailstead.delivery import Envelope, LocalDelivery, Recipient, Spool, loops, return_path_header
 from mailstead.directory import Directory, RecipientStatus, Resolution, answer_credentials
 from mailstead.directory.service import DirectoryError, normalize_address
 from mailstead.dns import Resolver
 from mailstead.mailauth import inbound
+from mailstead.mailauth.author import AuthorError, parse_mailbox_list
 from mailstead.mailauth.spf import SpfVerdict
-from mailstead.message.addresses import parse_address_list
 from mailstead.message.headers import get_all, parse_header_fields, split_header_body
 from mailstead.observability.ids import new_id
 from mailstead.observability.log import log_event
@@ -112,6 +112,7 @@ class SMTPLimits:
     data_timeout: float = 600.0
     max_connections: int = 1000
     max_connections_per_ip: int = 20
+    max_received_headers: int = loops.DEFAULT_MAX_RECEIVED  # RFC 5321 §6.3
 
 
 class SubmissionPolicy:
@@ -202,6 +203,10 @@ class SMTPServiceState:
     queue: Queue | None = None
     # checks of inbound mail on port 25 (SPF, DKIM, ARC, DMARC); None: not checked
     mailauth: InboundChecks | None = None
+    # the addresses our listeners are bound to: never a destination of an address literal
+    own_addresses: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = field(default_factory=set)
+    # asks for the addresses of our host name (address literals of this host are refused)
+    resolver: Resolver | None = None
     connections: int = 0
     per_ip: dict[str, int] = field(default_factory=dict)
     sessions: set[SMTPSession] = field(default_factory=set)
@@ -567,9 +572,10 @@ class SMTPSession(StreamSession):
                       seconds=round(banned.until - now))  # fmt: skip
 
     # -- sender rules (submission) -----------------------------------------------------------------
-    async def _sender_refusal(self, address: str, header: bool = False) -> Reply | None:
-        """None if the authenticated user may use ``address`` (MAIL FROM, or a From: header
-        address when ``header``), else the reply refusing it."""
+    async def _sender_refusal(self, address: str, header: str = "") -> Reply | None:
+        """None if the authenticated user may use ``address`` (MAIL FROM, or an address of the
+        ``header`` field: From, Sender, Resent-From, Resent-Sender), else the reply refusing
+        it."""
         account = self.account
         assert account is not None
         try:
@@ -581,9 +587,9 @@ class SMTPSession(StreamSession):
             return None
         log_event(log, "smtp.sender_refused", logging.WARNING, client=self.peer_ip,
                   user=account.address, address=address,
-                  field="From" if header else "MAIL FROM")  # fmt: skip
+                  field=header or "MAIL FROM")  # fmt: skip
         if header:
-            return replies.from_header_not_owned(address, account.address)
+            return replies.from_header_not_owned(address, account.address, header)
         return replies.sender_not_owned(address, account.address)
 
     async def _may_send_as(self, address: str) -> bool:
@@ -624,22 +630,25 @@ class SMTPSession(StreamSession):
         end = split_header_body(content)
         fields = parse_header_fields(content, 0, end)
         added: list[str] = []
-        from_values = get_all(fields, "From")
-        if not from_values:
+        if not get_all(fields, "From"):
             added.append(f"From: <{mail_from or account.address}>")
-        for value in from_values:
-            mailboxes = [a for a in parse_address_list(value) if not a.is_group_marker]
-            if not mailboxes:
-                return replies.from_header_not_owned("", account.address)
-            for mailbox in mailboxes:
-                address = mailbox.addr_spec
-                refusal: Reply | None
-                if mailbox.invalid or not mailbox.domain:
-                    refusal = replies.from_header_not_owned(address, account.address)
-                else:
-                    refusal = await self._sender_refusal(address, header=True)
-                if refusal is not None:
-                    return refusal
+        # every author field, read strictly: a lenient reading would check one address while
+        # the recipient's client shows another (``a@x <b@y>``, ``a@x; b@y``)
+        for name in _AUTHOR_FIELDS:
+            values = get_all(fields, name)
+            if len(values) > 1 and name in ("From", "Sender"):  # RFC 5322 §3.6: at most one
+                return Reply(550, "5.7.1", f"Message has {len(values)} {name}: header fields")
+            for value in values:
+                try:
+                    mailboxes = parse_mailbox_list(value)
+                except AuthorError as exc:
+                    return Reply(550, "5.7.1", f"{name}: header field cannot be parsed ({exc})")
+                if not mailboxes:
+                    return replies.from_header_not_owned("", account.address, name)
+                for mailbox in mailboxes:
+                    refusal = await self._sender_refusal(mailbox.addr_spec, header=name)
+                    if refusal is not None:
+                        return refusal
         if not get_all(fields, "Date"):
             added.append("Date: " + email.utils.format_datetime(email.utils.localtime()))
         if not get_all(fields, "Message-ID"):
@@ -662,6 +671,7 @@ class SMTPSession(StreamSession):
             # an authenticated user's remote recipient goes to the outbound queue; without a
             # queue it is never relayed nor dropped: the client hears it
             reply = None if forwarding else replies.remote_delivery_unavailable(event.forward_path)
+            reply = reply or await self._literal_refusal(event.forward_path)
         if reply is not None:
             tx.refused.append((event.forward_path, reply.code))
             core.reply(reply)
@@ -670,6 +680,45 @@ class SMTPSession(StreamSession):
             Recipient(event.forward_path, resolution, event.params.notify, event.params.orcpt)
         )
         core.accept()
+
+    async def _literal_refusal(self, address: str) -> Reply | None:
+        """550 5.1.2 for an address literal (RFC 5321 §4.1.3) the queue must not connect to:
+        this server's own listening addresses and those of its host name, and anything not
+        globally routable (loopback, unspecified, link-local, private, reserved, multicast,
+        IPv4-mapped forms of these)."""
+        domain = address.rpartition("@")[2]
+        if not domain.startswith("["):
+            return None
+        literal = domain[1:-1]
+        if literal[:5].lower() == "ipv6:":
+            literal = literal[5:]
+        try:
+            ip = ipaddress.ip_address(literal)
+        except ValueError:  # a general address literal: nothing the queue can connect to
+            ip = None
+        if ip is not None and isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if (
+            ip is not None
+            and ip.is_global
+            and not ip.is_multicast
+            and ip not in self.state.own_addresses
+            and not await self._is_our_name(ip)
+        ):
+            return None
+        log_event(log, "smtp.literal_refused", logging.WARNING, client=self.peer_ip,
+                  rcpt=address)  # fmt: skip
+        return Reply(550, "5.1.2", f"<{address}>: address literal of this host or a "
+                     "non-global network refused")  # fmt: skip
+
+    async def _is_our_name(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """Whether ``ip`` is an address of ``server.hostname`` (a wildcard listener's public
+        address); DNS trouble says no (the resolver caches the answer)."""
+        resolver = self.state.resolver
+        if resolver is None:
+            return False
+        answer = await resolver.addresses(self.state.settings.hostname)
+        return answer.found and ip in answer.records
 
     @staticmethod
     def _rcpt_verdict(
@@ -744,6 +793,12 @@ class SMTPSession(StreamSession):
         queue_id = new_id()
         content = tx.spool.getvalue()
         verdict: inbound.InboundVerdict | None = None
+        looping = self._loop_refusal(tx, content)
+        if looping is not None:
+            core.reply(looping)
+            self._log_transaction(tx, helo, queue_id, len(content), looping, started)
+            tx.reset(state.spool_dir)
+            return
         if self.account is not None:
             checked = await self._submitted_message(content, tx.mail_from)
             if isinstance(checked, Reply):
@@ -807,6 +862,20 @@ class SMTPSession(StreamSession):
         self._log_transaction(tx, helo, queue_id, len(message), reply, started, verdict=verdict)
         tx.reset(state.spool_dir)
 
+    def _loop_refusal(self, tx: _Transaction, content: bytes) -> Reply | None:
+        """554 5.4.6 for a message that has looped: more Received fields than allowed (RFC
+        5321 §6.3), or back for an alias whose forwarded copy it is (its Delivered-To)."""
+        limit = self.state.limits.max_received_headers
+        hops = loops.count_received(content)
+        if hops > limit:
+            text = f"Too many hops ({hops} Received fields, at most {limit}): mail loop"
+            return Reply(554, "5.4.6", text)
+        forwarders = [r.address for r in tx.recipients if r.resolution.remote]
+        looped = loops.forwarding_loop(content, forwarders) if forwarders else None
+        if looped is not None:
+            return Reply(554, "5.4.6", f"Mail forwarding loop for <{looped}>")
+        return None
+
     @staticmethod
     def _remote_recipients(tx: _Transaction) -> list[QueueRecipientRequest]:
         """What goes to the outbound queue: submission's remote recipients, and the remote
@@ -840,9 +909,11 @@ class SMTPSession(StreamSession):
         queue = self.state.queue
         assert queue is not None
         targets = await self.state.delivery.targets(envelope, junk=junk)
-        forwarded = message
+        # the forwarded copy names the aliases it went through: if it comes back, it loops
+        forwarders = [r.address for r in envelope.recipients if r.resolution.remote]
+        forwarded = loops.delivered_to_fields(forwarders) + message
         if verdict is not None and self.state.mailauth is not None and self.state.mailauth.arc_seal:
-            forwarded = await self._arc_sealed(message, envelope, verdict)
+            forwarded = await self._arc_sealed(forwarded, envelope, verdict)
         local = None
         if targets:
             local = DeliveryRequest(
@@ -987,6 +1058,9 @@ class _Transaction:
             self.spf = None
 
 
+# RFC 5322 §3.6.2/§3.6.6: the fields that say who wrote or sent a message (checked on submission)
+_AUTHOR_FIELDS = ("From", "Sender", "Resent-From", "Resent-Sender")
+
 _DMARC_TEMPORARY = "Sender authentication could not be checked (DNS), try again later"
 
 
@@ -995,6 +1069,9 @@ def _refusal_for(verdict: inbound.InboundVerdict | None) -> Reply | None:
     end of DATA; a DNS timeout only ever defers)."""
     if verdict is None:
         return None
+    if verdict.action is inbound.Action.REJECT and verdict.malformed_from:
+        # RFC 5322 §3.6: one From field of addresses; anything else would dodge DMARC
+        return Reply(550, "5.7.1", f"Message refused: {verdict.malformed_from}")
     if verdict.action is inbound.Action.REJECT:
         domain = verdict.from_domain or "the sender's domain"
         return Reply(550, "5.7.1", f"Message rejected by the DMARC policy of {domain}")
@@ -1051,6 +1128,9 @@ class SMTPService:
             tls_context=None,  # implicit TLS runs in the session (StreamSession.begin_tls)
         )
         self.servers += servers
+        for host, _ in bound:
+            with contextlib.suppress(ValueError):
+                state.own_addresses.add(ipaddress.ip_address(host.split("%")[0]))
         return bound
 
     async def shutdown(self, grace: float) -> None:

@@ -144,6 +144,16 @@ def xtext_decode(text: str) -> str:
     return _XTEXT_HEX_RE.sub(lambda m: chr(int(m.group(1), 16)), text)
 
 
+def _graphic(text: str) -> bool:
+    """RFC 3461 §4.4: an ENVID is printable (graphic) US-ASCII, octets 33-126."""
+    return all("!" <= c <= "~" for c in text)
+
+
+def _has_control(text: str) -> bool:
+    """Whether decoded xtext holds a control character (C0, DEL or C1): never in an address."""
+    return any(c < " " or "\x7f" <= c <= "\x9f" for c in text)
+
+
 def xtext_encode(text: str) -> str:
     """RFC 3461 xtext: ``+``, ``=``, controls, space and non-ASCII octets become ``+XX``."""
     out = []
@@ -258,6 +268,8 @@ def parse_mail_from(arg: str, offered: Collection[str]) -> tuple[str, MailParams
                 envid = xtext_decode(value)
             except ValueError:
                 raise GrammarError(replies.SYNTAX_ERROR) from None
+            if not _graphic(envid):  # "+0D+0A" would become a line of the DSN
+                raise GrammarError(replies.BAD_ENVID)
         elif k == "AUTH":  # RFC 4954 §5: AUTH=<mailbox> or AUTH=<>, as xtext
             if value is None or len(value) > MAX_PATH_OCTETS * 3:
                 raise GrammarError(replies.SYNTAX_ERROR)
@@ -265,6 +277,8 @@ def parse_mail_from(arg: str, offered: Collection[str]) -> tuple[str, MailParams
                 auth = xtext_decode(value)
             except ValueError:
                 raise GrammarError(replies.SYNTAX_ERROR) from None
+            if _has_control(auth):
+                raise GrammarError(replies.SYNTAX_ERROR)
         else:  # offered but unknown to this parser
             raise GrammarError(replies.UNKNOWN_PARAMETER)
     return path, MailParams(size, body, smtputf8, ret, envid, tuple(raw), auth)
@@ -313,6 +327,8 @@ def parse_rcpt_to(arg: str, offered: Collection[str]) -> tuple[str, RcptParams]:
                 orcpt = (addr_type, xtext_decode(encoded))
             except ValueError:
                 raise GrammarError(replies.SYNTAX_ERROR) from None
+            if _has_control(orcpt[1]):  # "+0D+0A" would become a line of the DSN
+                raise GrammarError(replies.BAD_ORCPT)
         else:
             raise GrammarError(replies.UNKNOWN_PARAMETER)
     return path, RcptParams(notify, orcpt, tuple(raw))

@@ -113,6 +113,9 @@ HELP: Final = Reply(
 UNKNOWN_COMMAND: Final = Reply(500, "5.5.2", "Command not recognized")
 LINE_TOO_LONG: Final = Reply(500, "5.5.2", "Line too long")
 SYNTAX_ERROR: Final = Reply(501, "5.5.4", "Syntax error in parameters or arguments")
+# RFC 3461 §4.4 / §4.2: what xtext decodes to must not break a DSN's lines
+BAD_ENVID: Final = Reply(501, "5.5.4", "ENVID must decode to printable US-ASCII (RFC 3461 4.4)")
+BAD_ORCPT: Final = Reply(501, "5.5.4", "ORCPT must not decode to control characters")
 NOT_IMPLEMENTED: Final = Reply(502, "5.5.1", "Command not implemented")
 EXPN_DISABLED: Final = Reply(502, "5.5.1", "EXPN not available")
 BAD_SEQUENCE: Final = Reply(503, "5.5.1", "Bad sequence of commands")
@@ -190,9 +193,10 @@ def sender_not_owned(address: str, user: str) -> Reply:
     return Reply(550, "5.7.1", f"<{address}>: sender address not owned by user {user}")
 
 
-def from_header_not_owned(address: str, user: str) -> Reply:
-    """A From: header address the user may not use, at end of data."""
-    return Reply(550, "5.7.1", f"<{address}>: From: header address not owned by user {user}")
+def from_header_not_owned(address: str, user: str, field: str = "From") -> Reply:
+    """An address of a From: (Sender:, Resent-From:, …) header the user may not use, at end of
+    data."""
+    return Reply(550, "5.7.1", f"<{address}>: {field}: header address not owned by user {user}")
 
 
 def remote_delivery_unavailable(address: str) -> Reply:
