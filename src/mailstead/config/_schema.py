@@ -363,6 +363,14 @@ class TLSConfig:
         Choice(choices=("TLSv1.2", "TLSv1.3")),
         "Oldest TLS version accepted, on every TLS listener and STARTTLS.",
     )
+    handshake_timeout: float = setting(
+        "10s",
+        Duration(),
+        "How long a client has to complete the TLS handshake, on the implicit-TLS listeners "
+        "(imaps, pop3s, submissions) and after STARTTLS/STLS; then it is disconnected. "
+        "Connections to implicit-TLS listeners count against the connection limits from the "
+        "moment they are accepted, before the handshake.",
+    )
 
 
 @dataclass(frozen=True)
@@ -407,13 +415,31 @@ class SMTPConfig:
         "How long to wait for the next chunk of message data during DATA or BDAT. Clients wait up "
         "to 10 minutes for the reply to the final dot (RFC 5321 §4.5.3.2.6); be as patient.",
     )
+    helo_timeout: float = setting(
+        "30s",
+        Duration(),
+        "How long to wait for EHLO or HELO after the greeting (and after STARTTLS), on the smtp "
+        "and submission listeners; then 421 and the connection is closed. Real clients send it "
+        "at once; idle connections would otherwise hold a connection slot for idle_timeout.",
+    )
+    session_timeout: float = setting(
+        "30m",
+        Duration(),
+        "Longest SMTP session on the smtp listeners, from connection to close, however active: "
+        "past it the server answers 421 4.4.2 and closes (a message whose data is being "
+        "committed is finished first). Submission has its own, submission.session_timeout.",
+    )
     max_connections: int = setting(
-        1000, Int(minimum=1), "Most simultaneous SMTP connections, over all listeners."
+        1000,
+        Int(minimum=1),
+        "Most simultaneous SMTP connections on the smtp listeners (port 25). Submission has "
+        "its own budget (submission.max_connections).",
     )
     max_connections_per_ip: int = setting(
         20,
         Int(minimum=1),
-        "Most simultaneous SMTP connections from one client address.",
+        "Most simultaneous connections to the smtp listeners from one client address (IPv6: "
+        "from one /64).",
     )
     banner: str = setting(
         "ESMTP Mailstead",
@@ -558,6 +584,24 @@ class SubmissionConfig:
         'header): account addresses, "@domain" for every account of a domain, or "*" for '
         "everyone. Everybody else may send only as their own address (with a +extension) or an "
         "alias that delivers to them; the null sender <> is always allowed.",
+    )
+    max_connections: int = setting(
+        1000,
+        Int(minimum=1),
+        "Most simultaneous connections to the submission and submissions listeners (587, 465), "
+        "counted apart from port 25's so that strangers filling port 25 cannot lock users out.",
+    )
+    max_connections_per_ip: int = setting(
+        20,
+        Int(minimum=1),
+        "Most simultaneous submission connections from one client address (IPv6: from one /64).",
+    )
+    session_timeout: float = setting(
+        "30m",
+        Duration(),
+        "Longest session on the submission listeners, from connection to close: past it the "
+        "server answers 421 4.4.2 and closes (a message whose data is being committed is "
+        "finished first).",
     )
 
 

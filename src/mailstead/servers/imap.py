@@ -30,7 +30,7 @@ from mailstead.protocols.imap import (
 from mailstead.protocols.imap import response as r
 from mailstead.security.bans import AuthFailureTracker
 from mailstead.security.limits import client_key
-from mailstead.servers.stream import Connections, StreamSession, listen
+from mailstead.servers.stream import Connections, ImplicitTLS, StreamSession, listen
 from mailstead.store import Store
 
 log = logging.getLogger("mailstead.imap")
@@ -50,6 +50,7 @@ class IMAPLimits:
     max_connections_per_ip: int = 50
     max_append_size: int = 50 * 1024 * 1024
     allow_insecure_auth_on_loopback: bool = False
+    handshake_timeout: float = 10.0  # every TLS handshake (993, STARTTLS): [tls]
 
 
 @dataclass(slots=True)
@@ -82,6 +83,18 @@ class IMAPConnection(StreamSession):
         self.client_key = client_key(self.peer_ip)
         self.state.connections.add(self, self.client_key)
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def admit(self, peer_ip: str) -> bool:
+        super().admit(peer_ip)
+        self.client_key = client_key(peer_ip)
+        limits = self.state.limits
+        return self.state.connections.admit(
+            self, self.client_key, max_connections=limits.max_connections,
+            max_per_client=limits.max_connections_per_ip,
+        )  # fmt: skip
+
+    def forget(self) -> None:
+        self.state.connections.remove(self)
 
     async def _run(self) -> None:
         try:
@@ -162,7 +175,7 @@ class IMAPConnection(StreamSession):
             self.prepare_tls()
             await self.write(core.data_to_send())
             assert state.tls_context is not None
-            if not await self.start_tls(state.tls_context, PRELOGIN_TIMEOUT):
+            if not await self.start_tls(state.tls_context, state.limits.handshake_timeout):
                 return False
             core.tls_started()
             session.tls_active = True
@@ -276,11 +289,15 @@ class IMAPService:
             servers, where = await listen(
                 functools.partial(IMAPConnection, self.state, implicit_tls=tls),
                 addresses,
-                tls_context=self.state.tls_context if tls else None,
+                implicit_tls=self._implicit_tls() if tls else None,
             )
             self.servers += servers
             out += where
         return bound
+
+    def _implicit_tls(self) -> ImplicitTLS:
+        state = self.state
+        return ImplicitTLS(lambda: state.tls_context, lambda: state.limits.handshake_timeout)
 
     async def shutdown(self, grace: float) -> None:
         await self.state.connections.shutdown(self.servers, grace)

@@ -29,7 +29,7 @@ from mailstead.protocols.pop3 import (
 )
 from mailstead.security.bans import AuthFailureTracker
 from mailstead.security.limits import client_key
-from mailstead.servers.stream import Connections, StreamSession, listen
+from mailstead.servers.stream import Connections, ImplicitTLS, StreamSession, listen
 from mailstead.store import Store
 
 log = logging.getLogger("mailstead.pop3")
@@ -45,6 +45,7 @@ class POP3Limits:
     idle_timeout: float = 600.0  # RFC 1939 §3: at least 10 minutes
     max_errors: int = 10
     allow_insecure_auth_on_loopback: bool = False
+    handshake_timeout: float = 10.0  # every TLS handshake (995, STLS): [tls]
 
 
 @dataclass(slots=True)
@@ -89,6 +90,18 @@ class POP3Connection(StreamSession):
         self.client_key = client_key(self.peer_ip)
         self.state.connections.add(self, self.client_key)
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def admit(self, peer_ip: str) -> bool:
+        super().admit(peer_ip)
+        self.client_key = client_key(peer_ip)
+        limits = self.state.limits
+        return self.state.connections.admit(
+            self, self.client_key, max_connections=limits.max_connections,
+            max_per_client=limits.max_connections_per_ip,
+        )  # fmt: skip
+
+    def forget(self) -> None:
+        self.state.connections.remove(self)
 
     async def _run(self) -> None:
         try:
@@ -210,7 +223,7 @@ class POP3Connection(StreamSession):
                 return False
             tls_context = self.state.tls_context
             assert tls_context is not None
-            if not await self.start_tls(tls_context, PRELOGIN_TIMEOUT):
+            if not await self.start_tls(tls_context, self.state.limits.handshake_timeout):
                 self._close_reason = "tls-failed"
                 return False
             core.tls_started()
@@ -236,11 +249,15 @@ class POP3Service:
             servers, where = await listen(
                 functools.partial(POP3Connection, self.state, implicit_tls=tls),
                 addresses,
-                tls_context=self.state.tls_context if tls else None,
+                implicit_tls=self._implicit_tls() if tls else None,
             )
             self.servers += servers
             out += where
         return bound
+
+    def _implicit_tls(self) -> ImplicitTLS:
+        state = self.state
+        return ImplicitTLS(lambda: state.tls_context, lambda: state.limits.handshake_timeout)
 
     async def shutdown(self, grace: float) -> None:
         """Close every connection (without the UPDATE state: nothing is deleted) within

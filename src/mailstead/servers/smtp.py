@@ -61,11 +61,11 @@ from mailstead.protocols.smtp import (
     StartTLS,
     replies,
 )
-from mailstead.protocols.smtp.state import TRANSACTION_STATES
+from mailstead.protocols.smtp.state import TRANSACTION_STATES, State
 from mailstead.queue.service import Queue
 from mailstead.security.bans import AuthFailureTracker
 from mailstead.security.limits import client_key
-from mailstead.servers.stream import StreamSession, listen
+from mailstead.servers.stream import ImplicitTLS, StreamSession, listen
 from mailstead.store import (
     Account,
     DeliveryOutcome,
@@ -102,6 +102,7 @@ _TOO_BIG_FOR_QUOTA = Reply(552, "5.2.2", "Message larger than the mailbox quota"
 _SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down")
 _TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections, try again later")
 _TIMEOUT = Reply(421, "4.4.2", "Timeout, closing connection")
+_SESSION_TIMEOUT = Reply(421, "4.4.2", "Session timeout, closing connection")
 
 
 @dataclass(slots=True)
@@ -112,6 +113,14 @@ class SMTPLimits:
     data_timeout: float = 600.0
     max_connections: int = 1000
     max_connections_per_ip: int = 20
+    # before EHLO/HELO (after the greeting, and again after STARTTLS), every listener
+    helo_timeout: float = 30.0
+    session_timeout: float = 1800.0  # the whole session, port 25
+    handshake_timeout: float = 10.0  # every TLS handshake (465, STARTTLS): [tls]
+    # submission (587, 465) has its own connection budget: port 25 cannot lock users out
+    submission_max_connections: int = 1000
+    submission_max_connections_per_ip: int = 20
+    submission_session_timeout: float = 1800.0
 
 
 class SubmissionPolicy:
@@ -209,9 +218,19 @@ class SMTPServiceState:
     messages_accepted: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
+    # submission's connections, counted apart from port 25's (``connections``, ``per_ip``)
+    submission_connections: int = 0
+    submission_per_ip: dict[str, int] = field(default_factory=dict)
+
     def register(self, session: SMTPSession) -> None:
-        self.connections += 1
-        self.per_ip[session.client_key] = self.per_ip.get(session.client_key, 0) + 1
+        if session in self.sessions:
+            return  # admitted at accept (465), then connection_made
+        per_ip = self.submission_per_ip if session.submission else self.per_ip
+        if session.submission:
+            self.submission_connections += 1
+        else:
+            self.connections += 1
+        per_ip[session.client_key] = per_ip.get(session.client_key, 0) + 1
         self.sessions.add(session)
         self.idle.clear()
 
@@ -219,14 +238,30 @@ class SMTPServiceState:
         if session not in self.sessions:
             return
         self.sessions.discard(session)
-        self.connections -= 1
-        count = self.per_ip.get(session.client_key, 1) - 1
-        if count <= 0:
-            self.per_ip.pop(session.client_key, None)
+        per_ip = self.submission_per_ip if session.submission else self.per_ip
+        if session.submission:
+            self.submission_connections -= 1
         else:
-            self.per_ip[session.client_key] = count
+            self.connections -= 1
+        count = per_ip.get(session.client_key, 1) - 1
+        if count <= 0:
+            per_ip.pop(session.client_key, None)
+        else:
+            per_ip[session.client_key] = count
         if not self.sessions:
             self.idle.set()
+
+    def over_limit(self, session: SMTPSession) -> bool:
+        """Whether ``session`` (registered) is over its role's connection budget."""
+        limits = self.limits
+        if session.submission:
+            return self.submission_connections > limits.submission_max_connections or (
+                self.submission_per_ip.get(session.client_key, 0)
+                > limits.submission_max_connections_per_ip
+            )
+        return self.connections > limits.max_connections or (
+            self.per_ip.get(session.client_key, 0) > limits.max_connections_per_ip
+        )
 
 
 class AuthExchange:
@@ -355,6 +390,20 @@ class SMTPSession(StreamSession):
         self.state.register(self)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
+    def admit(self, peer_ip: str) -> bool:
+        super().admit(peer_ip)
+        self.client_key = client_key(peer_ip)
+        state = self.state
+        state.register(self)
+        if state.shutting_down or state.over_limit(self):
+            state.unregister(self)
+            log_event(log, "smtp.refused", client=self.peer_ip, reply=None)
+            return False
+        return True
+
+    def forget(self) -> None:
+        self.state.unregister(self)
+
     def _interrupted(self) -> bool:
         return self.state.shutting_down and not self.in_transaction
 
@@ -367,9 +416,7 @@ class SMTPSession(StreamSession):
             if state.shutting_down:
                 await self._refuse(_SHUTTING_DOWN)
                 return
-            if state.connections > state.limits.max_connections or (
-                state.per_ip.get(self.client_key, 0) > state.limits.max_connections_per_ip
-            ):
+            if state.over_limit(self):
                 await self._refuse(_TOO_MANY_CONNECTIONS)
                 return
             await self._serve()
@@ -409,20 +456,34 @@ class SMTPSession(StreamSession):
         if self.implicit_tls:
             tx.tls = self.tls_description()
         helo = ""
+        limits = state.limits
+        session_timeout = limits.submission_session_timeout if self.submission else (
+            limits.session_timeout
+        )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + session_timeout
         while True:
             event = core.next_event()
             if event is NEED_DATA:
                 await self._flush(core)
                 # Inside a transaction the client may be streaming content: the longer timeout.
-                timeout = (
-                    state.limits.data_timeout
-                    if core.state in TRANSACTION_STATES
-                    else state.limits.idle_timeout
-                )
-                data = await self.next_data(timeout, self._interrupted)
+                if core.state in TRANSACTION_STATES:
+                    timeout = limits.data_timeout
+                elif core.state is State.GREETED:  # no EHLO yet: little patience
+                    timeout = min(limits.helo_timeout, limits.idle_timeout)
+                else:
+                    timeout = limits.idle_timeout
+                left = ends - loop.time()
+                # the session's deadline is checked whenever a command or chunk is awaited: a
+                # message being committed (after its final dot) is never cut
+                data = await self.next_data(min(timeout, left), self._interrupted)
+                if data and left <= 0:
+                    data = None  # a client that always has more input still meets the deadline
                 if data is None:
                     if state.shutting_down:
                         core.close(_SHUTTING_DOWN, "shutdown")
+                    elif loop.time() >= ends:
+                        core.close(_SESSION_TIMEOUT, "session-timeout")
                     else:
                         core.close(_TIMEOUT, "timeout")
                     continue
@@ -473,7 +534,7 @@ class SMTPSession(StreamSession):
                 self.prepare_tls()
                 await self._flush(core)
                 assert state.tls_context is not None
-                if not await self.start_tls(state.tls_context, state.limits.idle_timeout):
+                if not await self.start_tls(state.tls_context, state.limits.handshake_timeout):
                     log_event(log, "smtp.tls_failed", client=self.peer_ip)
                     return
                 tx.tls = self.tls_description()
@@ -1038,10 +1099,11 @@ class SMTPService:
         self, addresses: list[tuple[str, int]], *, submission: bool, implicit_tls: bool
     ) -> list[tuple[str, int]]:
         state = self.state
+        tls = ImplicitTLS(lambda: state.tls_context, lambda: state.limits.handshake_timeout)
         servers, bound = await listen(
             lambda: SMTPSession(state, submission=submission, implicit_tls=implicit_tls),
             addresses,
-            tls_context=state.tls_context if implicit_tls else None,
+            implicit_tls=tls if implicit_tls else None,
         )
         self.servers += servers
         return bound
@@ -1060,5 +1122,7 @@ class SMTPService:
         for session in list(state.sessions):
             if session.transport is not None:
                 session.transport.abort()
+            elif session.handshake is not None:
+                session.handshake.cancel()
         for server in self.servers:
             await server.wait_closed()

@@ -2,14 +2,23 @@
 
 A session is an ``asyncio.Protocol`` (fast callbacks, no stream objects) whose ``data_received``
 fills an inbox that a per-connection task drains with ``next_data``.
+
+Implicit-TLS listeners (993, 995, 465) accept plain TCP and count the connection against the
+shell's limits (``StreamSession.admit``) before a byte is read; only then does the TLS handshake
+start, bounded in time. Left to ``create_server(ssl=...)``, a connection would be counted only
+once its handshake ended, and idle clients could hold any number of descriptors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import os
+import socket
 import ssl
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 MAX_INBOX = 256 * 1024  # unread octets before the socket stops being read
@@ -35,6 +44,19 @@ class StreamSession(asyncio.Protocol):
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        # implicit TLS: the handshake under way (``connection_made`` comes when it is done)
+        self.handshake: asyncio.Task[None] | None = None
+
+    # -- implicit TLS: counted at accept ---------------------------------------------------------
+    def admit(self, peer_ip: str) -> bool:
+        """An implicit-TLS listener accepted this connection, before its handshake: count it
+        against the shell's limits; False refuses it (closed at once: no reply can be sent
+        before TLS)."""
+        self.peer_ip = peer_ip
+        return True
+
+    def forget(self) -> None:
+        """The handshake of an admitted connection failed or timed out: uncount it."""
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -179,21 +201,88 @@ class StreamSession(asyncio.Protocol):
             self.transport.close()
 
 
+@dataclass(frozen=True, slots=True)
+class ImplicitTLS:
+    """How an implicit-TLS listener starts TLS, read at each accept (a reload applies): the
+    context (None: refuse, e.g. the certificate went away) and the handshake's time limit."""
+
+    context: Callable[[], ssl.SSLContext | None]
+    handshake_timeout: Callable[[], float]
+
+
+class _ImplicitTLSGate(asyncio.Protocol):
+    """Takes a just-accepted plain connection of an implicit-TLS listener: reads nothing, asks
+    the session to count it, then hands the socket to the TLS layer with a time limit.
+
+    The socket is duplicated and the plain transport aborted from ``connection_made``, before
+    it reads (asyncio and uvloop only start reading after ``connection_made``): the client's
+    ClientHello stays in the socket for the TLS layer."""
+
+    def __init__(self, factory: Callable[[], StreamSession], tls: ImplicitTLS) -> None:
+        self._factory = factory
+        self._tls = tls
+
+    def connection_made(self, transport: Any) -> None:  # uvloop's are not asyncio's
+        peer = transport.get_extra_info("peername")
+        raw_socket = transport.get_extra_info("socket")
+        try:
+            fd = os.dup(raw_socket.fileno()) if raw_socket is not None else -1
+        except OSError:  # out of descriptors: the client is turned away
+            fd = -1
+        finally:
+            transport.abort()  # closes the original descriptor; ours keeps the connection
+        if fd < 0:
+            return
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        context = self._tls.context()
+        session = self._factory()
+        if context is None or not peer or not session.admit(str(peer[0])):
+            sock.close()  # over the limits: closed at once
+            return
+        session.handshake = asyncio.get_running_loop().create_task(
+            _handshake(session, sock, context, self._tls.handshake_timeout())
+        )
+
+
+async def _handshake(
+    session: StreamSession, sock: socket.socket, context: ssl.SSLContext, limit: float
+) -> None:
+    """TLS on an admitted connection; the session's ``connection_made`` runs when it is done.
+    The loop owns ``sock`` from here on (and closes it if the handshake fails)."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(limit):
+            await loop.connect_accepted_socket(
+                lambda: session, sock, ssl=context, ssl_handshake_timeout=limit
+            )
+    except Exception:  # whatever ended the handshake (failure, timeout), the connection is gone
+        session.forget()
+    except asyncio.CancelledError:  # shutdown
+        session.forget()
+        raise
+    finally:
+        session.handshake = None
+
+
 async def listen(
-    factory: Callable[[], asyncio.Protocol],
+    factory: Callable[[], StreamSession],
     addresses: list[tuple[str, int]],
     *,
-    tls_context: ssl.SSLContext | None = None,
+    implicit_tls: ImplicitTLS | None = None,
 ) -> tuple[list[asyncio.Server], list[tuple[str, int]]]:
     """Listen on every address with connections made by ``factory`` (TLS from the first byte
-    when ``tls_context`` is given); returns the servers and where they really listen (port 0
-    in the configuration picks a free port)."""
+    when ``implicit_tls`` is given: see `_ImplicitTLSGate`); returns the servers and where they
+    really listen (port 0 in the configuration picks a free port)."""
     loop = asyncio.get_running_loop()
     servers: list[asyncio.Server] = []
     bound: list[tuple[str, int]] = []
+    protocol_factory: Callable[[], asyncio.Protocol] = factory
+    if implicit_tls is not None:
+        protocol_factory = functools.partial(_ImplicitTLSGate, factory, implicit_tls)
     for host, port in addresses:
         server = await loop.create_server(
-            factory, host, port, reuse_address=True, backlog=512, ssl=tls_context
+            protocol_factory, host, port, reuse_address=True, backlog=512
         )
         servers.append(server)
         bound += [(str(s.getsockname()[0]), int(s.getsockname()[1])) for s in server.sockets]
@@ -221,6 +310,8 @@ class Connections(Generic[S]):
         return iter(list(self._open))
 
     def add(self, connection: S, key: str) -> None:
+        if connection in self._open:
+            return  # admitted at accept (implicit TLS), then connection_made
         self._open[connection] = key
         self._per_client[key] = self._per_client.get(key, 0) + 1
         self._idle.clear()
@@ -236,6 +327,15 @@ class Connections(Generic[S]):
             self._per_client[key] = count
         if not self._open:
             self._idle.set()
+
+    def admit(self, connection: S, key: str, *, max_connections: int, max_per_client: int) -> bool:
+        """Count ``connection`` if it is within the limits (for `StreamSession.admit`)."""
+        self.add(connection, key)
+        limits = {"max_connections": max_connections, "max_per_client": max_per_client}
+        if self.refused(connection, **limits) is None:
+            return True
+        self.remove(connection)
+        return False
 
     def refused(self, connection: S, *, max_connections: int, max_per_client: int) -> str | None:
         """Why ``connection`` (already added) may not be served, or None."""
@@ -261,5 +361,7 @@ class Connections(Generic[S]):
         for connection in self:
             if connection.transport is not None:
                 connection.transport.abort()
+            elif connection.handshake is not None:
+                connection.handshake.cancel()
         for server in servers:
             await server.wait_closed()
