@@ -518,6 +518,13 @@ class IMAPConfig:
         "Largest message APPEND accepts, announced as APPENDLIMIT (RFC 7889); larger ones are "
         "refused with NO [TOOBIG] before they are sent.",
     )
+    login_timeout: float = setting(
+        "3m",
+        Duration(),
+        "How long a client has from connecting to logging in, however many commands it sends "
+        "meanwhile; then * BYE and the connection is closed. Between two commands before login "
+        "it may idle at most a minute.",
+    )
 
 
 @dataclass(frozen=True)
@@ -534,13 +541,19 @@ class POP3Config:
         "10m",
         Duration(),
         "How long to wait for the client's next command after login (RFC 1939 §3: at least 10 "
-        "minutes). Before login a client gets at most a minute.",
+        "minutes). Before login a client may idle a minute at most, and has login_timeout in all.",
     )
     max_errors: int = setting(
         10,
         Int(minimum=1),
         "Most error replies (unknown, malformed or over-long commands, commands in the wrong "
         "state, failed logins) in one connection before it is closed.",
+    )
+    login_timeout: float = setting(
+        "3m",
+        Duration(),
+        "How long a client has from connecting to logging in, however many commands it sends "
+        "meanwhile; then -ERR and the connection is closed.",
     )
 
 

@@ -136,6 +136,7 @@ def imap_limits(config: Config) -> IMAPLimits:
         max_append_size=config.imap.append_limit,
         allow_insecure_auth_on_loopback=config.auth.allow_plaintext_on_loopback,
         handshake_timeout=config.tls.handshake_timeout,
+        login_timeout=config.imap.login_timeout,
     )
 
 
@@ -147,6 +148,7 @@ def pop3_limits(config: Config) -> POP3Limits:
         max_errors=config.pop3.max_errors,
         allow_insecure_auth_on_loopback=config.auth.allow_plaintext_on_loopback,
         handshake_timeout=config.tls.handshake_timeout,
+        login_timeout=config.pop3.login_timeout,
     )
 
 

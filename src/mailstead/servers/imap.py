@@ -37,7 +37,7 @@ log = logging.getLogger("mailstead.imap")
 
 # RFC 9051 §5.4: an idle client must be given at least 30 minutes.
 AUTOLOGOUT = 30 * 60.0
-# Before login a client has no business idling long.
+# Before login a client has no business idling long (and gets login_timeout in all).
 PRELOGIN_TIMEOUT = 60.0
 # While in IDLE, re-check the store this often even without a wake-up (changes made by another
 # process, e.g. the CLI, do not go through this process's change feed).
@@ -51,6 +51,7 @@ class IMAPLimits:
     max_append_size: int = 50 * 1024 * 1024
     allow_insecure_auth_on_loopback: bool = False
     handshake_timeout: float = 10.0  # every TLS handshake (993, STARTTLS): [tls]
+    login_timeout: float = 180.0  # from connection to login, however active the client
 
 
 @dataclass(slots=True)
@@ -137,15 +138,24 @@ class IMAPConnection(StreamSession):
             header_cache=state.headers, auth_failures=state.auth_failures,
         )  # fmt: skip
         session.greeting()
+        loop = asyncio.get_running_loop()
+        login_by = loop.time() + limits.login_timeout
         while True:
             event = core.next_event()
             if event is NEED_DATA:
                 await self.write(core.data_to_send())
-                timeout = AUTOLOGOUT if session.account is not None else PRELOGIN_TIMEOUT
+                if session.account is not None:
+                    timeout = AUTOLOGOUT
+                else:  # a connection slot is not for idling before login, busy or not
+                    timeout = min(PRELOGIN_TIMEOUT, login_by - loop.time())
                 data = await self.next_data(timeout, lambda: state.connections.shutting_down)
+                if data and session.account is None and loop.time() >= login_by:
+                    data = None
                 if data is None:
                     stopping = state.connections.shutting_down
                     text = "Server shutting down" if stopping else "Autologout"
+                    if not stopping and session.account is None and loop.time() >= login_by:
+                        text = "Login timeout"
                     core.send(r.untagged("BYE", text))
                     await self.write(core.data_to_send())
                     return

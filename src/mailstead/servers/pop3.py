@@ -46,6 +46,7 @@ class POP3Limits:
     max_errors: int = 10
     allow_insecure_auth_on_loopback: bool = False
     handshake_timeout: float = 10.0  # every TLS handshake (995, STLS): [tls]
+    login_timeout: float = 180.0  # from connection to login, however active the client
 
 
 @dataclass(slots=True)
@@ -161,17 +162,26 @@ class POP3Connection(StreamSession):
         )  # fmt: skip
         self._session = session
         session.greeting()
+        loop = asyncio.get_running_loop()
+        login_by = loop.time() + limits.login_timeout
         while True:
             event = core.next_event()
             if event is NEED_DATA:
                 if not await self._flush(core):
                     return
-                timeout = limits.idle_timeout if session.account is not None else PRELOGIN_TIMEOUT
+                if session.account is not None:
+                    timeout = limits.idle_timeout
+                else:  # a connection slot is not for idling before login, busy or not
+                    timeout = min(PRELOGIN_TIMEOUT, login_by - loop.time())
                 data = await self.next_data(timeout, lambda: state.connections.shutting_down)
+                if data and session.account is None and loop.time() >= login_by:
+                    data = None
                 if data is None:
                     stopping = state.connections.shutting_down
                     self._close_reason = "shutdown" if stopping else "timeout"
                     text = "Server shutting down" if stopping else "Idle timeout"
+                    if not stopping and session.account is None and loop.time() >= login_by:
+                        self._close_reason, text = "login-timeout", "Login timeout"
                     core.close(text)  # nothing is deleted: only QUIT does that
                     await self._flush(core)
                     return
