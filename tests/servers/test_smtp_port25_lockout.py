@@ -18,6 +18,7 @@ from mailstead.testing.server import RunningServer
 PORT25_BUDGET = 10
 PER_ADDRESS = 2
 FLOODERS = [f"127.0.0.{10 + n}" for n in range(PORT25_BUDGET // PER_ADDRESS)]
+BUSY_COMMANDS = 10_000_000
 MESSAGE = b"From: alice@example.org\r\nTo: bob@example.org\r\nSubject: hi\r\n\r\nstill here\r\n"
 
 
@@ -125,7 +126,8 @@ def test_no_ehlo_in_time_closes_the_connection(mail_server):
 def test_session_deadline_ends_a_busy_session(mail_server):
     server = mail_server(
         {
-            "smtp": {"session_timeout": "2s"},
+            # a NOOP takes well under a millisecond: the command limit must not come first
+            "smtp": {"session_timeout": "2s", "max_commands": BUSY_COMMANDS},
             "submission": {"session_timeout": "3s"},
         }
     )
@@ -146,7 +148,10 @@ def test_session_deadline_ends_a_busy_session(mail_server):
 def test_session_deadline_is_per_role(mail_server):
     """Port 25's short deadline does not apply to submission."""
     server = mail_server(
-        {"smtp": {"session_timeout": "1s"}, "submission": {"session_timeout": "1h"}}
+        {
+            "smtp": {"session_timeout": "1s", "max_commands": BUSY_COMMANDS},
+            "submission": {"session_timeout": "1h"},
+        }
     )
     mx, user = Line(server.smtp_address), Line(server.submission_address)
     assert mx.reply().startswith(b"220 ") and user.reply().startswith(b"220 ")
