@@ -54,7 +54,7 @@ def test_imap_client_that_never_logs_in_is_let_go(server):
             line = talker.line()
             if line.startswith(b"* BYE"):
                 break
-            assert line == b"a%d OK NOOP completed" % n or line.startswith(b"a%d OK" % n)
+            assert line.startswith(b"a%d OK" % n)
         assert line == b"* BYE Login timeout"
         assert talker.closed()
         # connected before the talker, past the same deadline: logged in, still served

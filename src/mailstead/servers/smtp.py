@@ -466,6 +466,7 @@ class SMTPSession(StreamSession):
             event = core.next_event()
             if event is NEED_DATA:
                 await self._flush(core)
+                limits = state.limits  # a reload applies to the next wait
                 # Inside a transaction the client may be streaming content: the longer timeout.
                 if core.state in TRANSACTION_STATES:
                     timeout = limits.data_timeout
