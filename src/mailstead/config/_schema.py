@@ -371,6 +371,14 @@ class TLSConfig:
         Choice(choices=("TLSv1.2", "TLSv1.3")),
         "Oldest TLS version accepted, on every TLS listener and STARTTLS.",
     )
+    handshake_timeout: float = setting(
+        "10s",
+        Duration(),
+        "How long a client has to complete the TLS handshake, on the implicit-TLS listeners "
+        "(imaps, pop3s, submissions) and after STARTTLS/STLS; then it is disconnected. "
+        "Connections to implicit-TLS listeners count against the connection limits from the "
+        "moment they are accepted, before the handshake.",
+    )
 
 
 @dataclass(frozen=True)
@@ -422,13 +430,31 @@ class SMTPConfig:
         "How long to wait for the next chunk of message data during DATA or BDAT. Clients wait up "
         "to 10 minutes for the reply to the final dot (RFC 5321 §4.5.3.2.6); be as patient.",
     )
+    helo_timeout: float = setting(
+        "30s",
+        Duration(),
+        "How long to wait for EHLO or HELO after the greeting (and after STARTTLS), on the smtp "
+        "and submission listeners; then 421 and the connection is closed. Real clients send it "
+        "at once; idle connections would otherwise hold a connection slot for idle_timeout.",
+    )
+    session_timeout: float = setting(
+        "30m",
+        Duration(),
+        "Longest SMTP session on the smtp listeners, from connection to close, however active: "
+        "past it the server answers 421 4.4.2 and closes (a message whose data is being "
+        "committed is finished first). Submission has its own, submission.session_timeout.",
+    )
     max_connections: int = setting(
-        1000, Int(minimum=1), "Most simultaneous SMTP connections, over all listeners."
+        1000,
+        Int(minimum=1),
+        "Most simultaneous SMTP connections on the smtp listeners (port 25). Submission has "
+        "its own budget (submission.max_connections).",
     )
     max_connections_per_ip: int = setting(
         20,
         Int(minimum=1),
-        "Most simultaneous SMTP connections from one client address.",
+        "Most simultaneous connections to the smtp listeners from one client address (IPv6: "
+        "from one /64).",
     )
     banner: str = setting(
         "ESMTP Mailstead",
@@ -507,6 +533,13 @@ class IMAPConfig:
         "Largest message APPEND accepts, announced as APPENDLIMIT (RFC 7889); larger ones are "
         "refused with NO [TOOBIG] before they are sent.",
     )
+    login_timeout: float = setting(
+        "3m",
+        Duration(),
+        "How long a client has from connecting to logging in, however many commands it sends "
+        "meanwhile; then * BYE and the connection is closed. Between two commands before login "
+        "it may idle at most a minute.",
+    )
 
 
 @dataclass(frozen=True)
@@ -523,13 +556,19 @@ class POP3Config:
         "10m",
         Duration(),
         "How long to wait for the client's next command after login (RFC 1939 §3: at least 10 "
-        "minutes). Before login a client gets at most a minute.",
+        "minutes). Before login a client may idle a minute at most, and has login_timeout in all.",
     )
     max_errors: int = setting(
         10,
         Int(minimum=1),
         "Most error replies (unknown, malformed or over-long commands, commands in the wrong "
         "state, failed logins) in one connection before it is closed.",
+    )
+    login_timeout: float = setting(
+        "3m",
+        Duration(),
+        "How long a client has from connecting to logging in, however many commands it sends "
+        "meanwhile; then -ERR and the connection is closed.",
     )
 
 
@@ -573,6 +612,24 @@ class SubmissionConfig:
         'header): account addresses, "@domain" for every account of a domain, or "*" for '
         "everyone. Everybody else may send only as their own address (with a +extension) or an "
         "alias that delivers to them; the null sender <> is always allowed.",
+    )
+    max_connections: int = setting(
+        1000,
+        Int(minimum=1),
+        "Most simultaneous connections to the submission and submissions listeners (587, 465), "
+        "counted apart from port 25's so that strangers filling port 25 cannot lock users out.",
+    )
+    max_connections_per_ip: int = setting(
+        20,
+        Int(minimum=1),
+        "Most simultaneous submission connections from one client address (IPv6: from one /64).",
+    )
+    session_timeout: float = setting(
+        "30m",
+        Duration(),
+        "Longest session on the submission listeners, from connection to close: past it the "
+        "server answers 421 4.4.2 and closes (a message whose data is being committed is "
+        "finished first).",
     )
 
 

@@ -106,6 +106,12 @@ def smtp_limits(config: Config) -> SMTPLimits:
         max_connections=smtp.max_connections,
         max_connections_per_ip=smtp.max_connections_per_ip,
         max_received_headers=smtp.max_received_headers,
+        helo_timeout=smtp.helo_timeout,
+        session_timeout=smtp.session_timeout,
+        handshake_timeout=config.tls.handshake_timeout,
+        submission_max_connections=config.submission.max_connections,
+        submission_max_connections_per_ip=config.submission.max_connections_per_ip,
+        submission_session_timeout=config.submission.session_timeout,
     )
 
 
@@ -131,6 +137,8 @@ def imap_limits(config: Config) -> IMAPLimits:
         max_connections_per_ip=config.imap.max_connections_per_ip,
         max_append_size=config.imap.append_limit,
         allow_insecure_auth_on_loopback=config.auth.allow_plaintext_on_loopback,
+        handshake_timeout=config.tls.handshake_timeout,
+        login_timeout=config.imap.login_timeout,
     )
 
 
@@ -141,6 +149,8 @@ def pop3_limits(config: Config) -> POP3Limits:
         idle_timeout=config.pop3.idle_timeout,
         max_errors=config.pop3.max_errors,
         allow_insecure_auth_on_loopback=config.auth.allow_plaintext_on_loopback,
+        handshake_timeout=config.tls.handshake_timeout,
+        login_timeout=config.pop3.login_timeout,
     )
 
 

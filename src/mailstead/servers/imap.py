@@ -37,7 +37,7 @@ log = logging.getLogger("mailstead.imap")
 
 # RFC 9051 §5.4: an idle client must be given at least 30 minutes.
 AUTOLOGOUT = 30 * 60.0
-# Before login a client has no business idling long.
+# Before login a client has no business idling long (and gets login_timeout in all).
 PRELOGIN_TIMEOUT = 60.0
 # While in IDLE, re-check the store this often even without a wake-up (changes made by another
 # process, e.g. the CLI, do not go through this process's change feed).
@@ -50,6 +50,8 @@ class IMAPLimits:
     max_connections_per_ip: int = 50
     max_append_size: int = 50 * 1024 * 1024
     allow_insecure_auth_on_loopback: bool = False
+    handshake_timeout: float = 10.0  # every TLS handshake (993, STARTTLS): [tls]
+    login_timeout: float = 180.0  # from connection to login, however active the client
 
 
 @dataclass(slots=True)
@@ -82,12 +84,24 @@ class IMAPConnection(StreamSession):
         self.client_key = client_key(self.peer_ip)
         self.state.connections.add(self, self.client_key)
         if self.implicit_tls:
+            # counted at accept, before the handshake: over a limit the connection is closed
+            # at once (no reply can go out before TLS), so idle clients cannot hold descriptors
+            limits = self.state.limits
+            if self.state.connections.refused(
+                self, max_connections=limits.max_connections,
+                max_per_client=limits.max_connections_per_ip,
+            ) is not None:  # fmt: skip
+                self.state.connections.remove(self)
+                self.transport.abort()
+                return
             self.begin_tls(self.state.tls_context)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
+
     async def _run(self) -> None:
         try:
-            if self.implicit_tls and not await self.tls_handshake(PRELOGIN_TIMEOUT):
+            handshake_timeout = self.state.limits.handshake_timeout
+            if self.implicit_tls and not await self.tls_handshake(handshake_timeout):
                 return
             limits = self.state.limits
             refusal = self.state.connections.refused(
@@ -128,15 +142,24 @@ class IMAPConnection(StreamSession):
             header_cache=state.headers, auth_failures=state.auth_failures,
         )  # fmt: skip
         session.greeting()
+        loop = asyncio.get_running_loop()
+        login_by = loop.time() + limits.login_timeout
         while True:
             event = core.next_event()
             if event is NEED_DATA:
                 await self.write(core.data_to_send())
-                timeout = AUTOLOGOUT if session.account is not None else PRELOGIN_TIMEOUT
+                if session.account is not None:
+                    timeout = AUTOLOGOUT
+                else:  # a connection slot is not for idling before login, busy or not
+                    timeout = min(PRELOGIN_TIMEOUT, login_by - loop.time())
                 data = await self.next_data(timeout, lambda: state.connections.shutting_down)
+                if data and session.account is None and loop.time() >= login_by:
+                    data = None
                 if data is None:
                     stopping = state.connections.shutting_down
                     text = "Server shutting down" if stopping else "Autologout"
+                    if not stopping and session.account is None and loop.time() >= login_by:
+                        text = "Login timeout"
                     core.send(r.untagged("BYE", text))
                     await self.write(core.data_to_send())
                     return
@@ -166,7 +189,7 @@ class IMAPConnection(StreamSession):
             self.prepare_tls()
             await self.write(core.data_to_send())
             assert state.tls_context is not None
-            if not await self.start_tls(state.tls_context, PRELOGIN_TIMEOUT):
+            if not await self.start_tls(state.tls_context, state.limits.handshake_timeout):
                 return False
             core.tls_started()
             session.tls_active = True
@@ -280,7 +303,6 @@ class IMAPService:
             servers, where = await listen(
                 functools.partial(IMAPConnection, self.state, implicit_tls=tls),
                 addresses,
-                tls_context=None,  # implicit TLS runs in the session (StreamSession.begin_tls)
             )
             self.servers += servers
             out += where

@@ -45,6 +45,8 @@ class POP3Limits:
     idle_timeout: float = 600.0  # RFC 1939 §3: at least 10 minutes
     max_errors: int = 10
     allow_insecure_auth_on_loopback: bool = False
+    handshake_timeout: float = 10.0  # every TLS handshake (995, STLS): [tls]
+    login_timeout: float = 180.0  # from connection to login, however active the client
 
 
 @dataclass(slots=True)
@@ -89,12 +91,24 @@ class POP3Connection(StreamSession):
         self.client_key = client_key(self.peer_ip)
         self.state.connections.add(self, self.client_key)
         if self.implicit_tls:
+            # counted at accept, before the handshake: over a limit the connection is closed
+            # at once (no reply can go out before TLS), so idle clients cannot hold descriptors
+            limits = self.state.limits
+            if self.state.connections.refused(
+                self, max_connections=limits.max_connections,
+                max_per_client=limits.max_connections_per_ip,
+            ) is not None:  # fmt: skip
+                self.state.connections.remove(self)
+                self.transport.abort()
+                return
             self.begin_tls(self.state.tls_context)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
+
     async def _run(self) -> None:
         try:
-            if self.implicit_tls and not await self.tls_handshake(PRELOGIN_TIMEOUT):
+            handshake_timeout = self.state.limits.handshake_timeout
+            if self.implicit_tls and not await self.tls_handshake(handshake_timeout):
                 self._close_reason = "tls-failed"
                 return
             limits = self.state.limits
@@ -153,17 +167,26 @@ class POP3Connection(StreamSession):
         )  # fmt: skip
         self._session = session
         session.greeting()
+        loop = asyncio.get_running_loop()
+        login_by = loop.time() + limits.login_timeout
         while True:
             event = core.next_event()
             if event is NEED_DATA:
                 if not await self._flush(core):
                     return
-                timeout = limits.idle_timeout if session.account is not None else PRELOGIN_TIMEOUT
+                if session.account is not None:
+                    timeout = limits.idle_timeout
+                else:  # a connection slot is not for idling before login, busy or not
+                    timeout = min(PRELOGIN_TIMEOUT, login_by - loop.time())
                 data = await self.next_data(timeout, lambda: state.connections.shutting_down)
+                if data and session.account is None and loop.time() >= login_by:
+                    data = None
                 if data is None:
                     stopping = state.connections.shutting_down
                     self._close_reason = "shutdown" if stopping else "timeout"
                     text = "Server shutting down" if stopping else "Idle timeout"
+                    if not stopping and session.account is None and loop.time() >= login_by:
+                        self._close_reason, text = "login-timeout", "Login timeout"
                     core.close(text)  # nothing is deleted: only QUIT does that
                     await self._flush(core)
                     return
@@ -215,7 +238,7 @@ class POP3Connection(StreamSession):
                 return False
             tls_context = self.state.tls_context
             assert tls_context is not None
-            if not await self.start_tls(tls_context, PRELOGIN_TIMEOUT):
+            if not await self.start_tls(tls_context, self.state.limits.handshake_timeout):
                 self._close_reason = "tls-failed"
                 return False
             core.tls_started()
@@ -241,7 +264,6 @@ class POP3Service:
             servers, where = await listen(
                 functools.partial(POP3Connection, self.state, implicit_tls=tls),
                 addresses,
-                tls_context=None,  # implicit TLS runs in the session (StreamSession.begin_tls)
             )
             self.servers += servers
             out += where

@@ -61,7 +61,7 @@ from mailstead.protocols.smtp import (
     StartTLS,
     replies,
 )
-from mailstead.protocols.smtp.state import TRANSACTION_STATES
+from mailstead.protocols.smtp.state import TRANSACTION_STATES, State
 from mailstead.queue.service import Queue
 from mailstead.security.bans import AuthFailureTracker
 from mailstead.security.limits import client_key
@@ -102,6 +102,7 @@ _TOO_BIG_FOR_QUOTA = Reply(552, "5.2.2", "Message larger than the mailbox quota"
 _SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down")
 _TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections, try again later")
 _TIMEOUT = Reply(421, "4.4.2", "Timeout, closing connection")
+_SESSION_TIMEOUT = Reply(421, "4.4.2", "Session timeout, closing connection")
 
 
 @dataclass(slots=True)
@@ -113,6 +114,14 @@ class SMTPLimits:
     max_connections: int = 1000
     max_connections_per_ip: int = 20
     max_received_headers: int = loops.DEFAULT_MAX_RECEIVED  # RFC 5321 §6.3
+    # before EHLO/HELO (after the greeting, and again after STARTTLS), every listener
+    helo_timeout: float = 30.0
+    session_timeout: float = 1800.0  # the whole session, port 25
+    handshake_timeout: float = 10.0  # every TLS handshake (465, STARTTLS): [tls]
+    # submission (587, 465) has its own connection budget: port 25 cannot lock users out
+    submission_max_connections: int = 1000
+    submission_max_connections_per_ip: int = 20
+    submission_session_timeout: float = 1800.0
 
 
 class SubmissionPolicy:
@@ -214,9 +223,17 @@ class SMTPServiceState:
     messages_accepted: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
+    # submission's connections, counted apart from port 25's (``connections``, ``per_ip``)
+    submission_connections: int = 0
+    submission_per_ip: dict[str, int] = field(default_factory=dict)
+
     def register(self, session: SMTPSession) -> None:
-        self.connections += 1
-        self.per_ip[session.client_key] = self.per_ip.get(session.client_key, 0) + 1
+        per_ip = self.submission_per_ip if session.submission else self.per_ip
+        if session.submission:
+            self.submission_connections += 1
+        else:
+            self.connections += 1
+        per_ip[session.client_key] = per_ip.get(session.client_key, 0) + 1
         self.sessions.add(session)
         self.idle.clear()
 
@@ -224,14 +241,30 @@ class SMTPServiceState:
         if session not in self.sessions:
             return
         self.sessions.discard(session)
-        self.connections -= 1
-        count = self.per_ip.get(session.client_key, 1) - 1
-        if count <= 0:
-            self.per_ip.pop(session.client_key, None)
+        per_ip = self.submission_per_ip if session.submission else self.per_ip
+        if session.submission:
+            self.submission_connections -= 1
         else:
-            self.per_ip[session.client_key] = count
+            self.connections -= 1
+        count = per_ip.get(session.client_key, 1) - 1
+        if count <= 0:
+            per_ip.pop(session.client_key, None)
+        else:
+            per_ip[session.client_key] = count
         if not self.sessions:
             self.idle.set()
+
+    def over_limit(self, session: SMTPSession) -> bool:
+        """Whether ``session`` (registered) is over its role's connection budget."""
+        limits = self.limits
+        if session.submission:
+            return self.submission_connections > limits.submission_max_connections or (
+                self.submission_per_ip.get(session.client_key, 0)
+                > limits.submission_max_connections_per_ip
+            )
+        return self.connections > limits.max_connections or (
+            self.per_ip.get(session.client_key, 0) > limits.max_connections_per_ip
+        )
 
 
 class AuthExchange:
@@ -357,9 +390,17 @@ class SMTPSession(StreamSession):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.client_key = client_key(self.peer_ip)
-        self.state.register(self)
+        state = self.state
+        state.register(self)
         if self.implicit_tls:
-            self.begin_tls(self.state.tls_context)
+            # counted at accept, before the handshake: over a limit the connection is closed
+            # at once (no reply can go out before TLS), so idle clients cannot hold descriptors
+            if state.shutting_down or state.over_limit(self):
+                state.unregister(self)
+                log_event(log, "smtp.refused", client=self.peer_ip, reply=None)
+                self.transport.abort()
+                return
+            self.begin_tls(state.tls_context)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def _interrupted(self) -> bool:
@@ -371,15 +412,13 @@ class SMTPSession(StreamSession):
     async def _run(self) -> None:
         state = self.state
         try:
-            if self.implicit_tls and not await self.tls_handshake(state.limits.idle_timeout):
+            if self.implicit_tls and not await self.tls_handshake(state.limits.handshake_timeout):
                 log_event(log, "smtp.tls_failed", client=self.peer_ip)
                 return
             if state.shutting_down:
                 await self._refuse(_SHUTTING_DOWN)
                 return
-            if state.connections > state.limits.max_connections or (
-                state.per_ip.get(self.client_key, 0) > state.limits.max_connections_per_ip
-            ):
+            if state.over_limit(self):
                 await self._refuse(_TOO_MANY_CONNECTIONS)
                 return
             await self._serve()
@@ -418,20 +457,35 @@ class SMTPSession(StreamSession):
         if self.implicit_tls:
             tx.tls = self.tls_description()
         helo = ""
+        limits = state.limits
+        session_timeout = limits.submission_session_timeout if self.submission else (
+            limits.session_timeout
+        )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + session_timeout
         while True:
             event = core.next_event()
             if event is NEED_DATA:
                 await self._flush(core)
+                limits = state.limits  # a reload applies to the next wait
                 # Inside a transaction the client may be streaming content: the longer timeout.
-                timeout = (
-                    state.limits.data_timeout
-                    if core.state in TRANSACTION_STATES
-                    else state.limits.idle_timeout
-                )
-                data = await self.next_data(timeout, self._interrupted)
+                if core.state in TRANSACTION_STATES:
+                    timeout = limits.data_timeout
+                elif core.state is State.GREETED:  # no EHLO yet: little patience
+                    timeout = min(limits.helo_timeout, limits.idle_timeout)
+                else:
+                    timeout = limits.idle_timeout
+                left = ends - loop.time()
+                # the session's deadline is checked whenever a command or chunk is awaited: a
+                # message being committed (after its final dot) is never cut
+                data = await self.next_data(min(timeout, left), self._interrupted)
+                if data and left <= 0:
+                    data = None  # a client that always has more input still meets the deadline
                 if data is None:
                     if state.shutting_down:
                         core.close(_SHUTTING_DOWN, "shutdown")
+                    elif loop.time() >= ends:
+                        core.close(_SESSION_TIMEOUT, "session-timeout")
                     else:
                         core.close(_TIMEOUT, "timeout")
                     continue
@@ -482,7 +536,7 @@ class SMTPSession(StreamSession):
                 self.prepare_tls()
                 await self._flush(core)
                 assert state.tls_context is not None
-                if not await self.start_tls(state.tls_context, state.limits.idle_timeout):
+                if not await self.start_tls(state.tls_context, state.limits.handshake_timeout):
                     log_event(log, "smtp.tls_failed", client=self.peer_ip)
                     return
                 tx.tls = self.tls_description()
@@ -1125,7 +1179,6 @@ class SMTPService:
         servers, bound = await listen(
             lambda: SMTPSession(state, submission=submission, implicit_tls=implicit_tls),
             addresses,
-            tls_context=None,  # implicit TLS runs in the session (StreamSession.begin_tls)
         )
         self.servers += servers
         for host, _ in bound:

@@ -300,13 +300,15 @@ class StreamSession(asyncio.Protocol):
 async def listen(
     factory: Callable[[], asyncio.Protocol],
     addresses: list[tuple[str, int]],
-    *,
-    tls_context: ssl.SSLContext | None = None,
 ) -> tuple[list[asyncio.Server], list[tuple[str, int]]]:
-    """Bind every address for connections made by ``factory`` (TLS from the first byte when
-    ``tls_context`` is given); returns the servers and where they really listen (port 0 in the
-    configuration picks a free port). The servers accept nothing until ``start_serving()``:
-    MailServer.start calls it once privileges are dropped."""
+    """Bind every address for connections made by ``factory``; returns the servers and where
+    they really listen (port 0 in the configuration picks a free port). The servers accept
+    nothing until ``start_serving()``: MailServer.start calls it once privileges are dropped.
+
+    Implicit TLS (993, 995, 465) is started by the session itself (``begin_tls`` in
+    ``connection_made``), so a connection is counted against the shell's limits at accept,
+    before its handshake, and over a limit closed at once; the handshake is bounded by
+    ``[tls] handshake_timeout``."""
     loop = asyncio.get_running_loop()
     servers: list[asyncio.Server] = []
     bound: list[tuple[str, int]] = []
@@ -317,7 +319,6 @@ async def listen(
             port,
             reuse_address=True,
             backlog=512,
-            ssl=tls_context,
             start_serving=False,
         )
         servers.append(server)
