@@ -151,13 +151,14 @@ class LoginService:
             except StoreError as exc:
                 self._log("login.error", logging.ERROR, client, user, mechanism, str(exc))
                 raise
+            if result is None:
+                step: sasl.Success | sasl.Failure = sasl.Failure(INVALID_CREDENTIALS, False)
+            else:
+                step = sasl.Success(user, user, result.account, None, result.credential)
+            # recorded before the attempt leaves the count, so a waiting one sees its failure
+            return self._conclude(client, user, mechanism, step)
         finally:
             self._end(client)
-        if result is None:
-            step: sasl.Success | sasl.Failure = sasl.Failure(INVALID_CREDENTIALS, malformed=False)
-        else:
-            step = sasl.Success(user, user, result.account, None, result.credential)
-        return self._conclude(client, user, mechanism, step)
 
     def sasl_exchange(
         self,
@@ -306,9 +307,9 @@ class SaslLogin:
             return self._finish(refused)
         try:
             step = self.server.respond(data)  # the proof is checked here, synchronously
+            return self._outcome(step)  # recorded before the attempt leaves the count
         finally:
             service._end(self.client)
-        return await self._drive(step)
 
     def cancel(self, reason: str, *, malformed: bool) -> LoginFailed:
         """The shell ends the exchange: the client's "*" (not malformed), or a line it could not
@@ -343,16 +344,22 @@ class SaslLogin:
                     result = await self._guarded(
                         service.directory.authenticate_detailed(step.authcid, step.password)
                     )
+                    if result is None:
+                        step = self.server.password_checked(None)
+                    else:
+                        step = self.server.password_checked(result.account, result.credential)
+                    return self._outcome(step)  # recorded before the attempt leaves the count
                 finally:
                     service._end(client)
-                if result is None:
-                    step = self.server.password_checked(None)
-                else:
-                    step = self.server.password_checked(result.account, result.credential)
-                continue
-            if isinstance(step, sasl.Failure) and step.malformed:
-                return self.cancel(step.reason, malformed=True)  # no secret was tried
-            return self._finish(service._conclude(client, self.user, self.mechanism, step))
+            return self._outcome(step)
+
+    def _outcome(self, step: sasl.Step) -> SaslOutcome:
+        """The exchange's end (a challenge only where a mechanism has more to say)."""
+        if isinstance(step, sasl.Challenge | sasl.NeedPassword | sasl.NeedScram):
+            raise sasl.SaslStateError(f"{step!r} after verification")
+        if isinstance(step, sasl.Failure) and step.malformed:
+            return self.cancel(step.reason, malformed=True)  # a syntax error: not counted
+        return self._finish(self.service._conclude(self.client, self.user, self.mechanism, step))
 
     async def _guarded(self, lookup: Awaitable[T]) -> T:
         """A directory lookup; a store failure is logged and ends the exchange (the shell
