@@ -22,9 +22,16 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"message"},
     "directory": {"store", "message", "sasl"},
     "delivery": {"store", "directory", "mailauth", "message", "observability"},
+    # the one login service: bans, SASL credential lookups, outcome and log events, between the
+    # protocol sessions (imap, pop3, servers) and directory/security
+    "login": {"directory", "security", "sasl", "store", "observability"},
     # the IMAP service layer: session logic over the store, answering the protocol core's commands
-    "imap": {"store", "directory", "message", "protocols", "observability", "sasl", "security"},
-    "pop3": {"store", "directory", "message", "protocols", "observability", "sasl", "security"},
+    "imap": {
+        "store", "directory", "message", "protocols", "observability", "sasl", "security", "login",
+    },
+    "pop3": {
+        "store", "directory", "message", "protocols", "observability", "sasl", "security", "login",
+    },
     # the queue runner routes (dns, outbound.routing) and sends (outbound.sender) itself;
     # outbound must therefore never import queue
     "queue": {

@@ -118,7 +118,7 @@ def test_repeated_failures_ban_the_client_even_with_the_right_password(server):
     with pytest.raises(imaplib.IMAP4.error, match="UNAVAILABLE"):
         other.authenticate("PLAIN", lambda _: f"\0{ALICE}\0{PASSWORD}".encode())
     events = [line.get("msg") for line in server.log_lines()]
-    assert "auth.banned" in events
+    assert "login.banned" in events
     client.shutdown()
     other.shutdown()
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mailstead.directory import Directory
+from mailstead.login import LoginService
 from mailstead.pop3 import Action, MaildropLocks, Pop3Session, SessionConfig
 from mailstead.protocols.pop3 import (
     NEED_DATA,
@@ -50,7 +51,8 @@ class Conn:
                                stls_available=True, channel_bindings=channel_bindings)  # fmt: skip
         self.session = Pop3Session(
             harness.store, harness.directory, config, self.core, harness.locks,
-            tls_active=tls, peer="192.0.2.1", bans=bans, clock=clock,
+            tls_active=tls, peer="192.0.2.1",
+            login=LoginService(harness.directory, bans, clock=clock),
         )  # fmt: skip
         self.session.greeting()
         self.greeting = self.core.data_to_send()

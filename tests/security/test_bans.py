@@ -9,7 +9,7 @@ import ipaddress
 
 import pytest
 
-from mailstead.security.bans import AuthFailureTracker, Banned
+from mailstead.security.bans import Admission, AuthFailureTracker, Banned
 
 
 def tracker(**options):
@@ -46,6 +46,53 @@ def test_a_success_forgets_the_clients_failures():
     t.record_success("192.0.2.1", "alice@example.org", now=2.0)
     assert t.record_failure("192.0.2.1", "alice@example.org", now=3.0) is None
     assert t.record_failure("192.0.2.1", "alice@example.org", now=4.0) is None
+
+
+def test_a_success_on_an_own_account_keeps_the_failures_on_others():
+    """The attack: guesses against alice between logins to the attacker's own account."""
+    t = tracker()
+    assert t.record_failure("192.0.2.1", "alice@example.org", now=0.0) is None
+    t.record_success("192.0.2.1", "mallory@example.org", now=1.0)
+    assert t.record_failure("192.0.2.1", "ALICE@example.org", now=2.0) is None
+    t.record_success("192.0.2.1", "mallory@example.org", now=3.0)
+    assert t.failures("192.0.2.1", now=3.0) == 2
+    assert t.record_failure("192.0.2.1", "alice@example.org", now=4.0) == Banned(
+        "192.0.2.1", 304.0, 3
+    )
+    # a success forgets the failures on its own account only (names compared casefolded)
+    t = tracker()
+    t.record_failure("192.0.2.1", "alice@example.org", now=0.0)
+    t.record_failure("192.0.2.1", "bob@example.org", now=0.0)
+    t.record_failure("192.0.2.1", None, now=0.0)
+    assert t.is_banned("192.0.2.1", now=0.0) == 300.0
+    t = tracker()
+    t.record_failure("192.0.2.1", "Alice@Example.org", now=0.0)
+    t.record_failure("192.0.2.1", None, now=0.0)
+    t.record_success("192.0.2.1", "alice@example.org", now=1.0)
+    assert t.failures("192.0.2.1", now=1.0) == 1
+
+
+def test_attempts_in_flight_count_against_the_limit():
+    t = tracker()  # max_failures 3
+    assert [t.begin("192.0.2.1", now=0.0) for _ in range(4)] == [Admission.ADMITTED] * 3 + [
+        Admission.BUSY
+    ]
+    assert t.in_flight("192.0.2.1") == 3
+    assert t.begin("192.0.2.2", now=0.0) is Admission.ADMITTED  # other clients are apart
+    t.record_failure("192.0.2.1", "alice@example.org", now=1.0)
+    t.end("192.0.2.1")
+    assert t.begin("192.0.2.1", now=1.0) is Admission.BUSY  # 1 failure + 2 in flight
+    t.end("192.0.2.1")
+    assert t.begin("192.0.2.1", now=1.0) is Admission.ADMITTED
+    t.record_failure("192.0.2.1", "alice@example.org", now=2.0)
+    t.record_failure("192.0.2.1", "alice@example.org", now=2.0)  # banned
+    assert t.begin("192.0.2.1", now=3.0) is Admission.BANNED
+    for _ in range(2):
+        t.end("192.0.2.1")
+    assert t.in_flight("192.0.2.1") == 0
+    # exempt clients are admitted whatever they have in flight
+    t = tracker(exempt=["10.0.0.0/8"])
+    assert {t.begin("10.0.0.1", now=0.0) for _ in range(10)} == {Admission.ADMITTED}
 
 
 def test_ipv6_clients_are_counted_per_64():

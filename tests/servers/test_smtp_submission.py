@@ -168,11 +168,17 @@ def test_starttls_then_auth_then_mail_with_exact_replies(mail_server, clients):
     server.stop()
     log = (server.data_dir / "mailstead.log").read_text()
     assert "alice-pw" not in log and "nope" not in log
-    [login] = [e for e in server.log_lines() if e["msg"] == "smtp.auth"]
+    [login] = [e for e in server.log_lines() if e["msg"] == "login.succeeded"]
     assert login["user"] == "alice@example.org" and login["mechanism"] == "LOGIN"
+    assert login["protocol"] == "smtp"
     assert login["credential"] == "password"
-    failed = [e for e in server.log_lines() if e["msg"] == "smtp.auth_failed"]
-    assert [e["user"] for e in failed] == ["alice@example.org", "nobody@example.org"]
+    failed = [e for e in server.log_lines() if e["msg"] == "login.failed"]
+    assert [(e["user"], e["reason"]) for e in failed] == [
+        ("alice@example.org", "invalid credentials"),
+        ("nobody@example.org", "invalid credentials"),
+        ("", "invalid base64"),
+        ("", "cancelled by the client"),
+    ]
     [tx] = [e for e in server.log_lines() if e["msg"] == "smtp.transaction"
             and str(e["result"]).startswith("250")]  # fmt: skip
     assert tx["user"] == "alice@example.org"

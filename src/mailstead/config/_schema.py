@@ -587,7 +587,8 @@ class AuthConfig:
         Int(minimum=1),
         "Failed logins (SMTP AUTH, IMAP, POP3 together) from one client address (an IPv6 /64) "
         "within failure_window before that address is refused for ban_time, even with the "
-        "right password.",
+        "right password. Logins being checked count too (parallel guesses wait their turn), "
+        "and a successful login forgets only the failures on its own account.",
     )
     failure_window: float = setting(
         "10m", Duration(), "The span over which failed logins are counted."

@@ -15,7 +15,6 @@ from mailstead.directory.service import (
     NormalizedAddress,
     RecipientStatus,
     Resolution,
-    answer_credentials,
     normalize_address,
 )
 
@@ -29,7 +28,6 @@ __all__ = [
     "NormalizedAddress",
     "RecipientStatus",
     "Resolution",
-    "answer_credentials",
     "app_password_label",
     "generate_app_password",
     "hash_password",

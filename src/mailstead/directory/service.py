@@ -36,7 +36,7 @@ from mailstead.message.addresses import (
     normalize_localpart,
     split_address,
 )
-from mailstead.sasl import NeedPassword, NeedScram, SaslServer, Step, scram
+from mailstead.sasl import scram
 from mailstead.sasl.scram import ScramCredentials
 from mailstead.store import (
     Account,
@@ -511,21 +511,3 @@ __all__ = [
     "StoreErrorCode",
     "normalize_address",
 ]
-
-
-async def answer_credentials(directory: Directory, server: SaslServer, step: Step) -> Step:
-    """Answer a SASL exchange's credential questions (a password to check, SCRAM secrets to
-    look up) from the directory until it needs the client again or is over. Shared by SMTP
-    AUTH, IMAP AUTHENTICATE and POP3 AUTH."""
-    while isinstance(step, NeedPassword | NeedScram):
-        if isinstance(step, NeedPassword):
-            result = await directory.authenticate_detailed(step.authcid, step.password)
-            if result is None:
-                step = server.password_checked(None)
-            else:
-                step = server.password_checked(result.account, result.credential)
-        else:
-            found = await directory.scram_lookup(step.authcid)
-            # unknown user: the exchange goes on with a fake salt (RFC 5802 §5.1)
-            step = server.scram_credentials(*(found[1], found[0]) if found else (None,))
-    return step

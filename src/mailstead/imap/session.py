@@ -14,12 +14,11 @@ import datetime
 import enum
 import logging
 import re
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from mailstead import sasl
-from mailstead.directory import Directory, answer_credentials
+from mailstead.directory import Directory
 from mailstead.imap import names
 from mailstead.imap.context import (
     MAX_CONTEXTS,
@@ -45,13 +44,20 @@ from mailstead.imap.thread import ordered_subject
 from mailstead.imap.thread import references as thread_references
 from mailstead.imap.thread import wire as thread_wire
 from mailstead.imap.view import MailboxGone, MailboxView, Updates, ViewSeed, ViewSeeds
+from mailstead.login import (
+    Client,
+    LoggedIn,
+    LoginFailed,
+    LoginRefused,
+    LoginService,
+    SaslLogin,
+    SaslOutcome,
+)
 from mailstead.message import from_json
 from mailstead.message.headers import parse_header_fields
-from mailstead.observability.log import log_event
 from mailstead.protocols.imap import ServerCore, State
 from mailstead.protocols.imap import commands as c
 from mailstead.protocols.imap import response as r
-from mailstead.security.bans import AuthFailureTracker
 from mailstead.store import (
     Account,
     DeliveryRequest,
@@ -121,14 +127,13 @@ class ImapSession:
         now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         seeds: ViewSeeds | None = None,
         header_cache: HeaderCache | None = None,
-        auth_failures: AuthFailureTracker | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        login: LoginService | None = None,
     ) -> None:
-        self.auth_failures = auth_failures
-        self.clock = clock
-        self._sasl: sasl.SaslServer | None = None
-        self._sasl_success: sasl.Success | None = None
-        self._sasl_user = ""
+        # one login path for every protocol (bans, credentials, log events); without one
+        # (unit tests) logins are checked against the directory with no bans
+        self.login = login if login is not None else LoginService(directory)
+        self._sasl: SaslLogin | None = None
+        self._sasl_success: LoggedIn | None = None  # SCRAM: waiting for the client's "" to v=
         self.store = store
         self.seeds = seeds
         self.header_cache = header_cache
@@ -270,67 +275,67 @@ class ImapSession:
         if cmd.mechanism.upper() not in self._mechanisms():
             self._no(tag, "Unsupported authentication mechanism", r.code("CANNOT"))
             return Action.NONE
-        if self._refuse_banned(tag):
-            return Action.NONE
-        self._sasl = sasl.SaslServer(cmd.mechanism, channel_bindings=self._channel_bindings())
+        exchange = self.login.sasl_exchange(
+            Client("imap", self.peer), cmd.mechanism, self._channel_bindings()
+        )
+        self._sasl = exchange
         self._auth_tag = tag
         initial: bytes | None = None
         if cmd.initial_response is not None:  # RFC 4959 SASL-IR ("=" is an empty response)
             decoded = sasl.decode_response(cmd.initial_response.encode("ascii"))
             if not isinstance(decoded, bytes):
+                exchange.cancel("invalid initial response", malformed=True)
                 return self._sasl_end(tag, "Invalid SASL initial response", bad=True)
             initial = decoded
-        return await self._sasl_step(self._sasl.start(initial))
+        return await self._sasl_outcome(await exchange.start(initial))
 
     async def authenticate_line(self, data: bytes, *, too_long: bool = False) -> Action:
         """The client's answer to our ``+`` during AUTHENTICATE: AUTHENTICATE again when the
         exchange goes on (another ``+`` was queued)."""
-        tag, server = self._auth_tag, self._sasl
+        tag, exchange = self._auth_tag, self._sasl
         assert tag is not None
-        assert server is not None
+        assert exchange is not None
         if too_long:
+            exchange.cancel("response too long", malformed=True)
             return self._sasl_end(tag, "SASL response too long", bad=True)
         decoded = sasl.decode_response(data.strip())
         if isinstance(decoded, sasl.Aborted):
-            server.abort()
+            exchange.cancel("cancelled by the client", malformed=False)
             return self._sasl_end(tag, "Authentication cancelled", bad=True)
         if isinstance(decoded, sasl.Malformed):
+            exchange.cancel(decoded.reason, malformed=True)
             return self._sasl_end(tag, "Invalid base64 in SASL response", bad=True)
-        if server.done:  # the client's empty answer to our final data (RFC 9051 §6.2.2)
-            return await self._sasl_finish(tag)
-        return await self._sasl_step(server.respond(decoded))
+        if self._sasl_success is not None:  # the empty answer to our final data (RFC 9051 §6.2.2)
+            return self._sasl_finish(tag)
+        return await self._sasl_outcome(await exchange.respond(decoded))
 
-    async def _sasl_step(self, step: sasl.Step) -> Action:
-        """Drive the SASL server through credential checks until it needs the client."""
-        tag, server = self._auth_tag, self._sasl
+    async def _sasl_outcome(self, outcome: SaslOutcome) -> Action:
+        """Frame what the login service answered: a challenge, or how the exchange ended."""
+        tag = self._auth_tag
         assert tag is not None
-        assert server is not None
-        if isinstance(step, sasl.NeedPassword | sasl.NeedScram):
-            self._sasl_user = step.authcid
-            step = await answer_credentials(self.directory, server, step)
-        if isinstance(step, sasl.Challenge):
-            self._send(r.continuation(base64.b64encode(step.data)))
+        if isinstance(outcome, sasl.Challenge):
+            self._send(r.continuation(base64.b64encode(outcome.data)))
             return Action.AUTHENTICATE
-        if isinstance(step, sasl.Success):
-            self._sasl_success = step
-            if step.final_data:  # SCRAM's server-final: sent, then the client says ""
-                self._send(r.continuation(base64.b64encode(step.final_data)))
+        if isinstance(outcome, LoggedIn):
+            self._sasl_success = outcome
+            if outcome.final_data:  # SCRAM's server-final: sent, then the client says ""
+                self._send(r.continuation(base64.b64encode(outcome.final_data)))
                 return Action.AUTHENTICATE
-            return await self._sasl_finish(tag)
-        assert isinstance(step, sasl.Failure)
-        self._record_failure(self._sasl_user)
-        log_event(log, "imap.login_failed", logging.WARNING, client=self.peer,
-                  user=self._sasl_user)  # fmt: skip
-        text = "Invalid SASL response" if step.malformed else "Authentication failed"
-        return self._sasl_end(tag, text, bad=step.malformed)
+            return self._sasl_finish(tag)
+        if isinstance(outcome, LoginRefused):
+            self._sasl = self._sasl_success = None
+            self._auth_tag = None
+            self._refused(tag)
+            return Action.NONE
+        text = "Invalid SASL response" if outcome.malformed else "Authentication failed"
+        return self._sasl_end(tag, text, bad=outcome.malformed)
 
-    async def _sasl_finish(self, tag: str) -> Action:
+    def _sasl_finish(self, tag: str) -> Action:
         success = self._sasl_success
         self._sasl = self._sasl_success = None
         self._auth_tag = None
         assert success is not None
-        assert isinstance(success.account, Account)
-        self._logged_in(tag, success.account, success.credential)
+        self._logged_in(tag, success.account)
         return Action.NONE
 
     def _sasl_end(self, tag: str, text: str, *, bad: bool) -> Action:
@@ -342,48 +347,25 @@ class ImapSession:
             self._no(tag, text, r.code("AUTHENTICATIONFAILED"))
         return Action.NONE
 
-    def _refuse_banned(self, tag: str) -> bool:
+    def _refused(self, tag: str) -> None:
         """RFC 5530 UNAVAILABLE for a client banned after too many failed logins (issue 4:
         even a right password is refused until the ban ends)."""
-        tracker = self.auth_failures
-        if tracker is None:
-            return False
-        left = tracker.is_banned(self.peer, self.clock())
-        if left is None:
-            return False
-        log_event(log, "imap.login_refused_banned", logging.WARNING, client=self.peer,
-                  seconds_left=round(left))  # fmt: skip
         self._no(tag, "Too many authentication failures, try again later", r.code("UNAVAILABLE"))
-        return True
-
-    def _record_failure(self, user: str) -> None:
-        tracker = self.auth_failures
-        if tracker is None:
-            return
-        banned = tracker.record_failure(self.peer, user or None, self.clock())
-        if banned is not None:
-            seconds = round(banned.until - self.clock())
-            log_event(log, "auth.banned", logging.WARNING, client=banned.ip_key, service="imap",
-                      failures=banned.failures, seconds=seconds)  # fmt: skip
 
     async def _login(self, tag: str, username: str, password: str) -> None:
-        if self._refuse_banned(tag):
-            return
-        result = await self.directory.authenticate_detailed(username, password)
-        if result is None:
-            self._record_failure(username)
-            log_event(log, "imap.login_failed", logging.WARNING, client=self.peer, user=username)
+        outcome = await self.login.password(
+            Client("imap", self.peer), username, password, mechanism="login"
+        )
+        if isinstance(outcome, LoginRefused):
+            self._refused(tag)
+        elif isinstance(outcome, LoginFailed):
             self._no(tag, "Authentication failed", r.code("AUTHENTICATIONFAILED"))
-            return
-        self._logged_in(tag, result.account, result.credential)
+        else:
+            self._logged_in(tag, outcome.account)
 
-    def _logged_in(self, tag: str, account: Account, credential: str | None) -> None:
-        if self.auth_failures is not None:
-            self.auth_failures.record_success(self.peer, account.address, self.clock())
+    def _logged_in(self, tag: str, account: Account) -> None:
         self.account = account
         self.core.set_state(State.AUTHENTICATED)
-        log_event(log, "imap.login", client=self.peer, user=account.address,
-                  credential=credential or "password")  # fmt: skip
         self._ok(tag, "Logged in", r.code("CAPABILITY", *self.capabilities()))
 
     # -- authenticated ---------------------------------------------------------------------------

@@ -11,18 +11,17 @@ import asyncio
 import enum
 import ipaddress
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from mailstead import sasl
-from mailstead.directory import Directory, answer_credentials
+from mailstead.directory import Directory
+from mailstead.login import Client, LoggedIn, LoginRefused, LoginService, SaslLogin, SaslOutcome
 from mailstead.observability.log import log_event
 from mailstead.pop3.maildrop import Maildrop, MaildropLocks, NoSuchMessage
 from mailstead.protocols.pop3 import AuthResponse, ServerCore, State, replies
 from mailstead.protocols.pop3 import commands as c
-from mailstead.security.bans import AuthFailureTracker
 from mailstead.store import Account, FlagOp, Store, StoreError, StoreErrorCode
 
 log = logging.getLogger("mailstead.pop3")
@@ -91,8 +90,7 @@ class Pop3Session:
         *,
         tls_active: bool,
         peer: str,
-        bans: AuthFailureTracker | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        login: LoginService | None = None,
     ) -> None:
         self.store = store
         self.directory = directory
@@ -101,16 +99,16 @@ class Pop3Session:
         self.locks = locks
         self.tls_active = tls_active
         self.peer = peer
-        self.bans = bans
-        self.clock = clock
+        # one login path for every protocol (bans, credentials, log events); without one
+        # (unit tests) logins are checked against the directory with no bans
+        self.login = login if login is not None else LoginService(directory)
         self.account: Account | None = None
         self.maildrop: Maildrop | None = None
         self.stats = SessionStats()
         self._user: str | None = None  # from USER, for PASS
         self._locked: int | None = None  # the account whose maildrop lock we hold
-        self._sasl: sasl.SaslServer | None = None  # the AUTH exchange under way
-        self._sasl_success: sasl.Success | None = None  # waiting for the answer to final data
-        self._sasl_user = ""  # the authentication identity of the exchange, for logs
+        self._sasl: SaslLogin | None = None  # the AUTH exchange under way
+        self._sasl_success: LoggedIn | None = None  # waiting for the answer to final data
         self._handlers: dict[type[c.Command], Callable[[Any], Awaitable[Action]]] = {
             c.Capa: self.cmd_capa, c.Quit: self.cmd_quit, c.Stls: self.cmd_stls,
             c.User: self.cmd_user, c.Pass: self.cmd_pass, c.Auth: self.cmd_auth,
@@ -252,13 +250,15 @@ class Pop3Session:
 
     async def cmd_pass(self, cmd: c.Pass) -> Action:
         user, self._user = self._user or "", None
-        if self._banned():
-            return Action.NONE
-        account = await self.directory.authenticate(user, cmd.password)
-        if account is None:
-            self.login_failed(user)
+        outcome = await self.login.password(
+            Client("pop3", self.peer), user, cmd.password, mechanism="user"
+        )
+        if isinstance(outcome, LoginRefused):
+            self._refused()
+        elif isinstance(outcome, LoggedIn):
+            await self.logged_in(outcome.account)
         else:
-            await self.login(account)
+            self.login_failed()
         return Action.NONE
 
     # -- AUTH (RFC 5034) ------------------------------------------------------------------------
@@ -272,25 +272,25 @@ class Pop3Session:
         if cmd.mechanism not in self.mechanisms():
             self._err("Unsupported authentication mechanism")
             return Action.NONE
-        if self._banned():
-            return Action.NONE
-        server = sasl.SaslServer(cmd.mechanism, channel_bindings=self._channel_bindings())
-        self._sasl, self._sasl_success, self._sasl_user = server, None, ""
+        exchange = self.login.sasl_exchange(
+            Client("pop3", self.peer), cmd.mechanism, self._channel_bindings()
+        )
+        self._sasl, self._sasl_success = exchange, None
         if cmd.initial_response is None:
-            return await self._sasl_step(server.start(None))
+            return await self._sasl_step(await exchange.start(None))
         # RFC 5034 §4: "=" is an empty initial response
         initial = sasl.decode_response(cmd.initial_response)
         if not isinstance(initial, bytes):
             return self._sasl_refused(initial)
-        return await self._sasl_step(server.start(initial))
+        return await self._sasl_step(await exchange.start(initial))
 
     async def auth_response(self, event: AuthResponse) -> Action:
         """The client's line during an AUTH exchange: Action.AUTH while it goes on."""
         return await self._guarded(self._auth_response(event))
 
     async def _auth_response(self, event: AuthResponse) -> Action:
-        server = self._sasl
-        assert server is not None, "AuthResponse without an AUTH exchange"
+        exchange = self._sasl
+        assert exchange is not None, "AuthResponse without an AUTH exchange"
         if event.too_long:
             return self._sasl_refused(sasl.Malformed("response line too long"))
         data = sasl.decode_response(event.data)
@@ -301,39 +301,39 @@ class Pop3Session:
             if data:
                 return self._sasl_refused(sasl.Malformed("data after the final challenge"))
             return await self._sasl_step(success)
-        return await self._sasl_step(server.respond(data))
+        return await self._sasl_step(await exchange.respond(data))
 
-    async def _sasl_step(self, step: sasl.Step) -> Action:
-        server = self._sasl
-        assert server is not None
-        while True:
-            if isinstance(step, sasl.Challenge):
-                self.core.send(replies.challenge(step.data))
+    async def _sasl_step(self, outcome: SaslOutcome) -> Action:
+        """Frame what the login service answered: a challenge, or how the exchange ended."""
+        if isinstance(outcome, sasl.Challenge):
+            self.core.send(replies.challenge(outcome.data))
+            return Action.AUTH
+        if isinstance(outcome, LoggedIn):
+            if outcome.final_data is not None and self._sasl_success is None:
+                # RFC 4422 §4: no room for data in +OK: a last challenge, answered empty
+                self._sasl_success = outcome
+                self.core.send(replies.challenge(outcome.final_data))
                 return Action.AUTH
-            if isinstance(step, sasl.NeedPassword | sasl.NeedScram):
-                self._sasl_user = step.authcid
-                step = await answer_credentials(self.directory, server, step)
-            elif isinstance(step, sasl.Success):
-                if step.final_data is not None and self._sasl_success is None:
-                    # RFC 4422 §4: no room for data in +OK: a last challenge, answered empty
-                    self._sasl_success = step
-                    self.core.send(replies.challenge(step.final_data))
-                    return Action.AUTH
-                self._sasl = self._sasl_success = None
-                assert isinstance(step.account, Account)
-                await self.login(step.account)
-                return Action.NONE
-            else:
-                self._sasl = self._sasl_success = None
-                if step.malformed:
-                    self._err("Invalid authentication data")
-                    self.core.count_error()
-                else:
-                    self.login_failed(self._sasl_user)
-                return Action.NONE
+            self._sasl = self._sasl_success = None
+            await self.logged_in(outcome.account)
+            return Action.NONE
+        self._sasl = self._sasl_success = None
+        if isinstance(outcome, LoginRefused):
+            self._refused()
+        elif outcome.malformed:
+            self._err("Invalid authentication data")
+            self.core.count_error()
+        else:
+            self.login_failed()
+        return Action.NONE
 
     def _sasl_refused(self, problem: sasl.Aborted | sasl.Malformed) -> Action:
         """The exchange ends on the client's "*" or an undecodable line."""
+        if self._sasl is not None:
+            if isinstance(problem, sasl.Aborted):
+                self._sasl.cancel("cancelled by the client", malformed=False)
+            else:
+                self._sasl.cancel(problem.reason, malformed=True)
         self._sasl = self._sasl_success = None
         if isinstance(problem, sasl.Aborted):
             self._err("Authentication cancelled")  # RFC 5034 §4: "*" gets -ERR
@@ -343,32 +343,20 @@ class Pop3Session:
             self.core.count_error()
         return Action.NONE
 
-    def _banned(self) -> bool:
-        """Refuse a login attempt from a banned client (checking no credentials)."""
-        bans = self.bans
-        if bans is None or bans.is_banned(self.peer, self.clock()) is None:
-            return False
-        log_event(log, "pop3.login_refused", logging.WARNING, client=self.peer, reason="banned")
+    def _refused(self) -> None:
+        """A banned client (refused whether or not its credentials were right)."""
         self._err(*BANNED)
         self.core.set_state(State.AUTHORIZATION)
         self.core.count_error()
-        return True
 
-    def login_failed(self, user: str) -> None:
+    def login_failed(self) -> None:
         """The same reply whether or not the account exists."""
-        log_event(log, "pop3.login_failed", logging.WARNING, client=self.peer, user=user)
         self.stats.login_failures += 1
         self._err(*AUTH_FAILED)
         self.core.set_state(State.AUTHORIZATION)
         self.core.count_error()
-        if self.bans is not None:
-            banned = self.bans.record_failure(self.peer, user or None, self.clock())
-            if banned is not None:
-                log_event(log, "auth.banned", logging.WARNING, client=banned.ip_key,
-                          failures=banned.failures, account=banned.account,
-                          seconds=round(banned.until - self.clock()))  # fmt: skip
 
-    async def login(self, account: Account) -> None:
+    async def logged_in(self, account: Account) -> None:
         """Credentials checked: lock and open the maildrop, enter TRANSACTION."""
         core = self.core
         if not self.locks.acquire(account.id):
@@ -387,11 +375,8 @@ class Pop3Session:
             return
         self.account = account
         self.stats.user = account.address
-        if self.bans is not None:
-            self.bans.record_success(self.peer, account.address, self.clock())
         core.set_state(State.TRANSACTION)
         count, size = self.maildrop.stat()
-        log_event(log, "pop3.login", client=self.peer, user=account.address, messages=count)
         self._ok(f"Logged in, {count} messages ({size} octets)")
 
     # -- TRANSACTION -----------------------------------------------------------------------------

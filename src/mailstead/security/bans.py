@@ -30,10 +30,13 @@ import ipaddress
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import Enum
 
 from mailstead.security.limits import client_key
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# one failed login: (time, account key or None)
+_Failure = tuple[float, str | None]
 
 DEFAULT_MAX_FAILURES = 5
 DEFAULT_ACCOUNT_MAX_FAILURES = 10
@@ -51,6 +54,14 @@ class Banned:
     until: float
     failures: int
     account: str | None = None
+
+
+class Admission(Enum):
+    """What :meth:`AuthFailureTracker.begin` says to a new login attempt."""
+
+    ADMITTED = "admitted"  # go on; call ``end`` when its outcome is recorded
+    BANNED = "banned"  # the client is banned
+    BUSY = "busy"  # failures + attempts in flight reach the limit: wait for one to end
 
 
 class AuthFailureTracker:
@@ -81,10 +92,13 @@ class AuthFailureTracker:
         )
         self._exempt_v4 = [n for n in self.exempt if isinstance(n, ipaddress.IPv4Network)]
         self._exempt_v6 = [n for n in self.exempt if isinstance(n, ipaddress.IPv6Network)]
-        # failure times, oldest first; at most the limit is kept (older ones cannot matter)
-        self._clients: OrderedDict[str, deque[float]] = OrderedDict()
-        self._accounts: OrderedDict[str, deque[float]] = OrderedDict()
+        # failure (time, account key), oldest first; at most the limit is kept (older ones
+        # cannot matter)
+        self._clients: OrderedDict[str, deque[_Failure]] = OrderedDict()
+        self._accounts: OrderedDict[str, deque[_Failure]] = OrderedDict()  # (time, None)
         self._bans: OrderedDict[str, float] = OrderedDict()  # ip_key -> until
+        # attempts being verified, per client (as many entries as attempts at most)
+        self._in_flight: dict[str, int] = {}
 
     def is_exempt(self, ip: str) -> bool:
         """Whether the client ``ip`` (an address or a client key) is in an exempt network. An
@@ -111,30 +125,74 @@ class AuthFailureTracker:
             return None
         return until - now
 
+    def begin(self, ip_key: str, now: float) -> Admission:
+        """May ``ip_key`` have one more login attempt verified now? When ADMITTED the attempt
+        counts as in flight until :meth:`end`. Exempt clients are always admitted."""
+        ip_key = client_key(ip_key)
+        if self.is_banned(ip_key, now) is not None:
+            return Admission.BANNED
+        in_flight = self._in_flight.get(ip_key, 0)
+        if not self.is_exempt(ip_key) and self.failures(ip_key, now) + in_flight >= (
+            self.max_failures
+        ):
+            return Admission.BUSY
+        self._in_flight[ip_key] = in_flight + 1
+        return Admission.ADMITTED
+
+    def end(self, ip_key: str) -> None:
+        """An admitted attempt is over (its outcome recorded, or abandoned)."""
+        ip_key = client_key(ip_key)
+        left = self._in_flight.get(ip_key, 0) - 1
+        if left > 0:
+            self._in_flight[ip_key] = left
+        else:
+            self._in_flight.pop(ip_key, None)
+
+    def in_flight(self, ip_key: str) -> int:
+        """Attempts of ``ip_key`` admitted and not ended."""
+        return self._in_flight.get(client_key(ip_key), 0)
+
+    def failures(self, ip_key: str, now: float) -> int:
+        """Failures of ``ip_key`` within the window."""
+        times = self._clients.get(client_key(ip_key))
+        if not times:
+            return 0
+        return sum(1 for t, _ in times if t > now - self.window)
+
     def record_failure(self, ip_key: str, account: str | None, now: float) -> Banned | None:
         """A failed login from ``ip_key`` (for ``account``, when the client named one that
         parses). Returns the ban it caused, if any."""
         ip_key = client_key(ip_key)
         if self.is_exempt(ip_key):
             return None
+        key = account.casefold() if account is not None else None
         failures = self._remember(self._clients, ip_key, now, self.max_failures)
         failed_before = len(failures) > 0
-        failures.append(now)
+        failures.append((now, key))
         if len(failures) >= self.max_failures:
             return self._ban(ip_key, len(failures), None, now)
-        if account is not None:
-            key = account.casefold()
+        if key is not None:
             hits = self._remember(self._accounts, key, now, self.account_max_failures)
-            hits.append(now)
+            hits.append((now, None))
             if failed_before and len(hits) >= self.account_max_failures:
                 return self._ban(ip_key, len(failures), key, now)
         return None
 
     def record_success(self, ip_key: str, account: str | None, now: float) -> None:
-        """A successful login: the client's earlier failures are forgotten (the account's are
-        not: an attack on it does not end because its owner logged in)."""
+        """A successful login to ``account``: the client's earlier failures on that account
+        are forgotten, those on other accounts (or with no account) stay. The account's own
+        count stays too: an attack on it does not end because its owner logged in."""
         ip_key = client_key(ip_key)
-        self._clients.pop(ip_key, None)
+        failures = self._clients.get(ip_key)
+        if failures is None or account is None:
+            return
+        key = account.casefold()
+        kept = [f for f in failures if f[1] != key]
+        if not kept:
+            del self._clients[ip_key]
+        elif len(kept) < len(failures):
+            failures.clear()
+            failures.extend(kept)
 
     def prune(self, now: float) -> None:
         """Forget expired bans and failures older than the window (memory is bounded anyway;
@@ -142,7 +200,7 @@ class AuthFailureTracker:
         for key in [k for k, until in self._bans.items() if until <= now]:
             del self._bans[key]
         for table in (self._clients, self._accounts):
-            for key in [k for k, times in table.items() if times[-1] <= now - self.window]:
+            for key in [k for k, times in table.items() if times[-1][0] <= now - self.window]:
                 del table[key]
 
     @property
@@ -152,8 +210,8 @@ class AuthFailureTracker:
 
     # -- internals -------------------------------------------------------------------------------
     def _remember(
-        self, table: OrderedDict[str, deque[float]], key: str, now: float, limit: int
-    ) -> deque[float]:
+        self, table: OrderedDict[str, deque[_Failure]], key: str, now: float, limit: int
+    ) -> deque[_Failure]:
         """The key's failure times within the window (creating the entry, evicting the least
         recently seen beyond ``max_tracked``)."""
         times = table.get(key)
@@ -164,7 +222,7 @@ class AuthFailureTracker:
                 table.popitem(last=False)
         else:
             table.move_to_end(key)
-        while times and times[0] <= now - self.window:
+        while times and times[0][0] <= now - self.window:
             times.popleft()
         return times
 
@@ -178,4 +236,4 @@ class AuthFailureTracker:
         return Banned(ip_key, until, failures, account)
 
 
-__all__ = ["AuthFailureTracker", "Banned"]
+__all__ = ["Admission", "AuthFailureTracker", "Banned"]

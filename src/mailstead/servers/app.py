@@ -22,6 +22,7 @@ from mailstead.config import Config, ConfigError, load_config
 from mailstead.delivery import LocalDelivery
 from mailstead.directory import Directory
 from mailstead.dns import StubResolver
+from mailstead.login import LoginService
 from mailstead.mailauth import psl
 from mailstead.mailauth.inbound import InboundPolicy
 from mailstead.observability.log import log_event, setup_logging
@@ -256,7 +257,9 @@ class MailServer:
         self.smtp_state.queue = self.queue
         self.smtp = SMTPService(self.smtp_state)
         self.auth_failures = auth_failure_tracker(config)  # one for SMTP, IMAP and POP3
-        self.smtp_state.auth_failures = self.auth_failures
+        # one login service (bans, credentials, log events) for every protocol
+        self.login = LoginService(self.directory, self.auth_failures)
+        self.smtp_state.login = self.login
         bindings = channel_bindings(config.tls.cert_file) if self.tls_context else {}
         self.imap_state = IMAPServiceState(
             hostname=config.server.hostname,
@@ -264,7 +267,7 @@ class MailServer:
             directory=self.directory,
             tls_context=self.tls_context,
             limits=imap_limits(config),
-            auth_failures=self.auth_failures,
+            login=self.login,
             channel_bindings=bindings,
         )
         self.imap = IMAPService(self.imap_state)
@@ -275,7 +278,7 @@ class MailServer:
             tls_context=self.tls_context,
             limits=pop3_limits(config),
             channel_bindings=bindings,
-            bans=self.auth_failures,
+            login=self.login,
         )
         self.pop3 = POP3Service(self.pop3_state)
         self.bound: BoundAddresses | None = None

@@ -14,6 +14,7 @@ from mailstead.directory import Directory
 from mailstead.imap.fetch import HeaderCache
 from mailstead.imap.session import Action, ImapSession, SessionConfig
 from mailstead.imap.view import ViewSeeds
+from mailstead.login import LoginService
 from mailstead.observability.ids import new_id
 from mailstead.observability.log import log_event
 from mailstead.protocols.imap import (
@@ -28,7 +29,6 @@ from mailstead.protocols.imap import (
     Settings,
 )
 from mailstead.protocols.imap import response as r
-from mailstead.security.bans import AuthFailureTracker
 from mailstead.security.limits import client_key
 from mailstead.servers.stream import Connections, StreamSession, listen
 from mailstead.store import Store
@@ -64,7 +64,7 @@ class IMAPServiceState:
     connections: Connections[IMAPConnection] = field(default_factory=Connections)
     seeds: ViewSeeds = field(default_factory=ViewSeeds)  # SELECT shares unchanged mailboxes
     headers: HeaderCache = field(default_factory=HeaderCache)  # header blocks FETCH reuses
-    auth_failures: AuthFailureTracker | None = None  # shared with SMTP and POP3
+    login: LoginService | None = None  # the one login path, shared with SMTP and POP3
     channel_bindings: dict[str, bytes] = field(default_factory=dict)  # SCRAM-SHA-256-PLUS
 
 
@@ -139,7 +139,7 @@ class IMAPConnection(StreamSession):
         session = ImapSession(
             state.store, state.directory, config, core,
             tls_active=self.implicit_tls, peer=self.peer_ip, seeds=state.seeds,
-            header_cache=state.headers, auth_failures=state.auth_failures,
+            header_cache=state.headers, login=state.login,
         )  # fmt: skip
         session.greeting()
         loop = asyncio.get_running_loop()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mailstead import sasl
 from mailstead.directory import Directory
+from mailstead.login import LoginService
 from mailstead.observability.ids import new_id
 from mailstead.observability.log import log_event
 from mailstead.pop3 import Action, MaildropLocks, Pop3Session, SessionConfig, is_loopback
@@ -27,7 +28,6 @@ from mailstead.protocols.pop3 import (
     Settings,
     replies,
 )
-from mailstead.security.bans import AuthFailureTracker
 from mailstead.security.limits import client_key
 from mailstead.servers.stream import Connections, StreamSession, listen
 from mailstead.store import Store
@@ -59,7 +59,7 @@ class POP3ServiceState:
     # SCRAM-SHA-256-PLUS bindings of the certificate (see `channel_bindings`)
     channel_bindings: dict[str, bytes] = field(default_factory=dict)
     locks: MaildropLocks = field(default_factory=MaildropLocks)
-    bans: AuthFailureTracker | None = None  # shared with the other services, when given
+    login: LoginService | None = None  # the one login path, shared with the other services
     connections: Connections[POP3Connection] = field(default_factory=Connections)
 
 
@@ -163,7 +163,7 @@ class POP3Connection(StreamSession):
         )
         session = Pop3Session(
             state.store, state.directory, config, core, state.locks,
-            tls_active=self.implicit_tls, peer=self.peer_ip, bans=state.bans,
+            tls_active=self.implicit_tls, peer=self.peer_ip, login=state.login,
         )  # fmt: skip
         self._session = session
         session.greeting()

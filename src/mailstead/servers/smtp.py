@@ -11,7 +11,7 @@
 
 The shell moves bytes, runs TLS, enforces time and connection limits, and turns the core's
 decision events into directory lookups and durable deliveries. It never parses SMTP itself.
-`AuthExchange` (no I/O) joins the core's AUTH framing to :mod:`mailstead.sasl`.
+`AuthExchange` joins the core's AUTH framing to the login service (:mod:`mailstead.login`).
 """
 
 from __future__ import annotations
@@ -25,15 +25,24 @@ import logging
 import secrets
 import ssl
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from mailstead import sasl
 from mailstead.delivery import Envelope, LocalDelivery, Recipient, Spool, loops, return_path_header
-from mailstead.directory import Directory, RecipientStatus, Resolution, answer_credentials
+from mailstead.directory import Directory, RecipientStatus, Resolution
 from mailstead.directory.service import DirectoryError, normalize_address
 from mailstead.dns import Resolver
+from mailstead.login import (
+    Client,
+    LoggedIn,
+    LoginFailed,
+    LoginRefused,
+    LoginService,
+    SaslLogin,
+    SaslOutcome,
+)
 from mailstead.mailauth import inbound
 from mailstead.mailauth.author import AuthorError, parse_mailbox_list
 from mailstead.mailauth.spf import SpfVerdict
@@ -63,7 +72,6 @@ from mailstead.protocols.smtp import (
 )
 from mailstead.protocols.smtp.state import TRANSACTION_STATES, State
 from mailstead.queue.service import Queue
-from mailstead.security.bans import AuthFailureTracker
 from mailstead.security.limits import client_key
 from mailstead.servers.stream import StreamSession, listen
 from mailstead.store import (
@@ -205,8 +213,9 @@ class SMTPServiceState:
     delivery: LocalDelivery
     spool_dir: Any = None
     submission: SubmissionPolicy = field(default_factory=SubmissionPolicy)
-    # brute-force bans, shared with the other services when given (security.bans)
-    auth_failures: AuthFailureTracker | None = None
+    # the one login path (bans, credentials, log events), shared with the other services;
+    # None: one over the directory without bans
+    login: LoginService | None = None
     # the outbound queue: remote recipients of submission and remote alias targets (None:
     # refused with 451, as before the queue existed)
     queue: Queue | None = None
@@ -268,94 +277,79 @@ class SMTPServiceState:
 
 
 class AuthExchange:
-    """One AUTH exchange (RFC 4954 §4) over :mod:`mailstead.sasl`; no I/O.
+    """One AUTH exchange (RFC 4954 §4): the core's framing around a login service exchange.
 
     The shell hands it the core's `AuthStart` and `AuthResponse` events. It decodes the client's
-    lines (`sasl.decode_response`), sends challenges and refusals through the core, and returns
-    what it needs from the shell: a credential check (`sasl.NeedPassword`, answered with
-    `password_checked`; `sasl.NeedScram`, answered with `scram_credentials`) or, once the
-    mechanism succeeded, the `sasl.Success` that the shell confirms with `accept` (or refuses
-    with ``core.reply``). None means the core already has its reply. ``outcome`` tells how an
-    exchange that ended went (for logs and bans).
+    lines (`sasl.decode_response`), passes them to the :class:`~mailstead.login.SaslLogin`
+    (which checks bans and credentials, records and logs the outcome), and sends its answer
+    through the core: a 334 challenge, 235, 535, 501, or 421 for a banned client. ``outcome``
+    tells how an exchange that ended went; ``done`` when nothing more is expected.
     """
 
-    def __init__(
-        self, core: ServerCore, mechanism: str, channel_bindings: Mapping[str, bytes]
-    ) -> None:
+    def __init__(self, core: ServerCore, login: SaslLogin) -> None:
         self.core = core
-        self.mechanism = mechanism
-        self.server = sasl.SaslServer(mechanism, channel_bindings=channel_bindings)
-        self.authcid = ""
-        self.outcome: sasl.Success | sasl.Failure | sasl.Aborted | sasl.Malformed | None = None
-        self._final: sasl.Success | None = None  # SCRAM: success sent as a last 334
+        self.login = login
+        self.mechanism = login.mechanism
+        self.outcome: LoggedIn | LoginFailed | LoginRefused | None = None
+        self._final: LoggedIn | None = None  # SCRAM: success sent as a last 334
 
-    def start(self, event: AuthStart) -> AuthQuestion:
+    @property
+    def done(self) -> bool:
+        return self.outcome is not None and self._final is None
+
+    async def start(self, event: AuthStart) -> None:
         if event.initial_response is None:
-            return self._step(self.server.start(None))
+            self._answer(await self.login.start(None))
+            return
         data = sasl.decode_response(event.initial_response)  # "=": empty (RFC 4954 §4)
         if not isinstance(data, bytes):
-            return self._refuse(data)
-        return self._step(self.server.start(data))
+            self._refuse(data)
+            return
+        self._answer(await self.login.start(data))
 
-    def respond(self, event: AuthResponse) -> AuthQuestion:
+    async def respond(self, event: AuthResponse) -> None:
         data = sasl.decode_response(event.line)
         if not isinstance(data, bytes):
-            return self._refuse(data)
+            self._refuse(data)
+            return
         success = self._final
         if success is not None:  # the answer to the server's final data must be empty
             self._final = None
             if data:
-                return self._step(sasl.Failure("data after the final challenge", malformed=True))
-            return success
-        return self._step(self.server.respond(data))
+                self.outcome = self.login.cancel("data after the final challenge", malformed=True)
+                self.core.reply(replies.AUTH_BAD_DATA)
+                return
+            self.core.accept()
+            return
+        self._answer(await self.login.respond(data))
 
-    def password_checked(self, account: Account | None) -> AuthQuestion:
-        return self._step(self.server.password_checked(account))
-
-    def scram_credentials(
-        self, found: tuple[Account, sasl.ScramCredentials] | None
-    ) -> AuthQuestion:
-        if found is None:  # goes on with a fake salt: no hint that nobody is there
-            return self._step(self.server.scram_credentials(None))
-        return self._step(self.server.scram_credentials(found[1], found[0]))
-
-    def resume(self, step: sasl.Step) -> AuthQuestion:
-        """Go on after the shell answered the credential questions itself
-        (:func:`mailstead.directory.answer_credentials`)."""
-        return self._step(step)
-
-    def accept(self, success: sasl.Success) -> None:
-        """235: the client is authenticated."""
-        self.outcome = success
-        self.core.accept()
-
-    def _step(self, step: sasl.Step) -> AuthQuestion:
-        if isinstance(step, sasl.Challenge):
-            self.core.auth_challenge(step.data)
-            return None
-        if isinstance(step, sasl.NeedPassword | sasl.NeedScram):
-            self.authcid = step.authcid
-            return step
-        if isinstance(step, sasl.Success):
-            if step.final_data is not None:
+    def _answer(self, outcome: SaslOutcome) -> None:
+        core = self.core
+        if isinstance(outcome, sasl.Challenge):
+            core.auth_challenge(outcome.data)
+            return
+        self.outcome = outcome
+        if isinstance(outcome, LoggedIn):
+            if outcome.final_data is not None:
                 # RFC 4954 §4: no room for data in 235: a last challenge, answered empty
-                self._final = step
-                self.core.auth_challenge(step.final_data)
-                return None
-            return step
-        self.outcome = step
-        self.core.reply(replies.AUTH_BAD_DATA if step.malformed else replies.AUTH_FAILED)
-        return None
+                self._final = outcome
+                core.auth_challenge(outcome.final_data)
+            else:
+                core.accept()  # 235
+        elif isinstance(outcome, LoginRefused):
+            core.reply(replies.AUTH_BANNED)  # 421: the core closes
+        else:
+            core.reply(replies.AUTH_BAD_DATA if outcome.malformed else replies.AUTH_FAILED)
 
-    def _refuse(self, problem: sasl.Aborted | sasl.Malformed) -> AuthQuestion:
+    def _refuse(self, problem: sasl.Aborted | sasl.Malformed) -> None:
         """The client's "*" (RFC 4954 §4: 501) or a line that is not base64 (501 5.5.2)."""
-        self.outcome = problem
-        cancelled = isinstance(problem, sasl.Aborted)
-        self.core.reply(replies.AUTH_CANCELLED if cancelled else replies.AUTH_BAD_BASE64)
-        return None
-
-
-AuthQuestion = sasl.NeedPassword | sasl.NeedScram | sasl.Success | None
+        self._final = None
+        if isinstance(problem, sasl.Aborted):
+            self.outcome = self.login.cancel("cancelled by the client", malformed=False)
+            self.core.reply(replies.AUTH_CANCELLED)
+        else:
+            self.outcome = self.login.cancel(problem.reason, malformed=True)
+            self.core.reply(replies.AUTH_BAD_BASE64)
 
 
 def is_loopback(ip: str) -> bool:
@@ -385,7 +379,6 @@ class SMTPSession(StreamSession):
         self.session_id = new_id()
         self.account: Account | None = None  # authenticated as (submission)
         self._exchange: AuthExchange | None = None
-        self._credential = ""  # which password logged in ("password", "app-password:NAME")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -530,6 +523,8 @@ class SMTPSession(StreamSession):
                 assert exchange is not None, "AuthResponse without an exchange"
                 await self._auth_step(exchange, exchange.respond(event))
             elif isinstance(event, AuthAborted):
+                if self._exchange is not None and not self._exchange.done:
+                    self._exchange.login.cancel(event.reason, malformed=True)
                 self._exchange = None
             elif isinstance(event, StartTLS):
                 self.account = None  # RFC 3207 §4.2 (the core forgets it too)
@@ -548,82 +543,38 @@ class SMTPSession(StreamSession):
                 return
 
     # -- AUTH (submission) -------------------------------------------------------------------------
-    def _banned(self) -> bool:
-        tracker = self.state.auth_failures
-        return tracker is not None and tracker.is_banned(self.peer_ip, time.monotonic()) is not None
+    def _login_service(self) -> LoginService:
+        state = self.state
+        if state.login is None:
+            state.login = LoginService(state.directory)
+        return state.login
 
     async def _auth_start(self, core: ServerCore, event: AuthStart) -> None:
-        if self._banned():  # no credentials are checked for a banned client
-            log_event(log, "smtp.auth_refused", logging.WARNING, client=self.peer_ip,
-                      reason="banned")  # fmt: skip
-            core.reply(replies.AUTH_BANNED)  # 421: the core closes
-            return
         bindings = self.state.submission.channel_bindings if core.settings.tls_active else {}
         try:
-            exchange = AuthExchange(core, event.mechanism, bindings)
+            login = self._login_service().sasl_exchange(
+                Client("smtp", self.peer_ip), event.mechanism, bindings
+            )
         except sasl.UnknownMechanism:
             core.reply(replies.AUTH_UNKNOWN_MECHANISM)
             return
+        exchange = AuthExchange(core, login)
         self._exchange = exchange
         await self._auth_step(exchange, exchange.start(event))
 
-    async def _auth_step(self, exchange: AuthExchange, question: AuthQuestion) -> None:
-        """Answer the exchange's questions until the core has a reply for the client."""
-        directory = self.state.directory
+    async def _auth_step(self, exchange: AuthExchange, step: Awaitable[None]) -> None:
+        """Run one step of the exchange; once it is over, take the account it logged in."""
         try:
-            while question is not None:
-                if isinstance(question, sasl.NeedPassword | sasl.NeedScram):
-                    step = await answer_credentials(directory, exchange.server, question)
-                    if isinstance(step, sasl.Success):
-                        self._credential = step.credential or ""
-                    question = exchange.resume(step)
-                else:
-                    self._auth_succeeded(exchange, question)
-                    question = None
-        except StoreError as exc:
-            log_event(log, "smtp.auth_error", logging.ERROR, client=self.peer_ip,
-                      user=exchange.authcid, error=str(exc))  # fmt: skip
+            await step
+        except StoreError:  # logged by the login service
             exchange.core.reply(replies.AUTH_TEMP_FAILURE)
             self._exchange = None
             return
-        if exchange.outcome is not None:
+        if exchange.done:
             self._exchange = None
-            if isinstance(exchange.outcome, sasl.Failure) and not exchange.outcome.malformed:
-                self._auth_failed(exchange)
-
-    def _auth_succeeded(self, exchange: AuthExchange, success: sasl.Success) -> None:
-        account = success.account
-        assert isinstance(account, Account)
-        now = time.monotonic()
-        tracker = self.state.auth_failures
-        if tracker is not None and tracker.is_banned(self.peer_ip, now) is not None:
-            # banned while the exchange ran (other connections): not even a right password
-            log_event(log, "smtp.auth_refused", logging.WARNING, client=self.peer_ip,
-                      user=account.address, reason="banned")  # fmt: skip
-            exchange.core.reply(replies.AUTH_BANNED)
-            exchange.outcome = sasl.Failure("banned", malformed=False)
-            return
-        if tracker is not None:
-            tracker.record_success(self.peer_ip, account.address, now)
-        credential = success.credential or self._credential
-        exchange.accept(success)
-        self.account = account
-        log_event(log, "smtp.auth", client=self.peer_ip, user=account.address,
-                  mechanism=exchange.mechanism, credential=credential)  # fmt: skip
-
-    def _auth_failed(self, exchange: AuthExchange) -> None:
-        """Wrong credentials (whether or not the account exists: the client heard 535 alike)."""
-        log_event(log, "smtp.auth_failed", logging.WARNING, client=self.peer_ip,
-                  user=exchange.authcid, mechanism=exchange.mechanism)  # fmt: skip
-        tracker = self.state.auth_failures
-        if tracker is None:
-            return
-        now = time.monotonic()
-        banned = tracker.record_failure(self.peer_ip, exchange.authcid or None, now)
-        if banned is not None:
-            log_event(log, "auth.banned", logging.WARNING, client=banned.ip_key,
-                      failures=banned.failures, account=banned.account,
-                      seconds=round(banned.until - now))  # fmt: skip
+            outcome = exchange.outcome
+            if isinstance(outcome, LoggedIn):
+                self.account = outcome.account
 
     # -- sender rules (submission) -----------------------------------------------------------------
     async def _sender_refusal(self, address: str, header: str = "") -> Reply | None:

@@ -7,6 +7,7 @@ random, is driven by the package's own SASL client.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import weakref
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from collections.abc import Callable
 import pytest
 
 from mailstead import sasl
+from mailstead.directory import AuthResult
+from mailstead.login import Client, LoginService
 from mailstead.protocols.smtp import (
     NEED_DATA,
     AuthResponse,
@@ -48,13 +51,15 @@ def plain(authzid: str, authcid: str, password: str) -> str:
 
 
 class FakeDirectory:
-    """alice@example.org with one password; answers the exchange's questions at once."""
+    """alice@example.org with one password, answering the login service at once."""
 
-    def check_password(self, authcid: str, password: str) -> Account | None:
-        return ALICE if authcid.casefold() == ALICE.address and password == PASSWORD else None
+    async def authenticate_detailed(self, address: str, password: str) -> AuthResult | None:
+        if address.casefold() == ALICE.address and password == PASSWORD:
+            return AuthResult(ALICE, "password")
+        return None
 
-    def scram(self, authcid: str) -> tuple[Account, sasl.ScramCredentials] | None:
-        if authcid.casefold() != ALICE.address:
+    async def scram_lookup(self, address: str) -> tuple[Account, sasl.ScramCredentials] | None:
+        if address.casefold() != ALICE.address:
             return None
         key = scram.derive_keys(PASSWORD, SALT, 4096)
         return ALICE, sasl.ScramCredentials(SALT, 4096, [key])
@@ -63,28 +68,22 @@ class FakeDirectory:
 def sasl_auth(
     bindings: dict[str, bytes] | None = None,
 ) -> Callable[[ServerCore, Event], None]:
-    """An auth handler that runs `AuthExchange` over a `FakeDirectory`, one per core."""
-    directory = FakeDirectory()
+    """An auth handler that runs `AuthExchange` over a login service on a `FakeDirectory`, one
+    exchange per core (each step on a short-lived event loop: the transcript runner is
+    synchronous)."""
+    service = LoginService(FakeDirectory())
     exchanges: weakref.WeakKeyDictionary[ServerCore, AuthExchange] = weakref.WeakKeyDictionary()
 
     def handle(core: ServerCore, event: Event) -> None:
         if isinstance(event, AuthStart):
-            exchange = AuthExchange(core, event.mechanism, bindings or {})
+            client = Client("smtp", "192.0.2.1")
+            exchange = AuthExchange(core, service.sasl_exchange(client, event.mechanism,
+                                                                 bindings or {}))  # fmt: skip
             exchanges[core] = exchange
-            question = exchange.start(event)
+            asyncio.run(exchange.start(event))
         else:
             assert isinstance(event, AuthResponse)
-            exchange = exchanges[core]
-            question = exchange.respond(event)
-        while question is not None:
-            if isinstance(question, sasl.NeedPassword):
-                account = directory.check_password(question.authcid, question.password)
-                question = exchange.password_checked(account)
-            elif isinstance(question, sasl.NeedScram):
-                question = exchange.scram_credentials(directory.scram(question.authcid))
-            else:
-                exchange.accept(question)
-                question = None
+            asyncio.run(exchanges[core].respond(event))
 
     return handle
 
