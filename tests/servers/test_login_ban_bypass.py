@@ -33,6 +33,7 @@ OVERRIDES: dict[str, dict[str, object]] = {
     "smtp": {"max_connections_per_ip": 100},
     "imap": {"max_connections_per_ip": 100},
     "pop3": {"max_connections_per_ip": 100},
+    "submission": {"max_connections_per_ip": 100},
 }
 FIELDS = {"protocol", "peer", "user", "mechanism", "reason"}
 TIMEOUT = 60
