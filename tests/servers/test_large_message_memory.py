@@ -1,7 +1,7 @@
 """Memory exhaustion with large messages: a ~30 MB message must not cost the server more than
 twice its size in memory, to receive and store it (SMTP, spool, parsing, compression, commit,
-full-text indexing) or to answer FETCH BINARY of its big base64 part, and it comes back
-octet for octet."""
+full-text indexing) or to answer FETCH BINARY of its big base64 part or BODY[], and it comes
+back octet for octet."""
 
 from __future__ import annotations
 
@@ -98,8 +98,11 @@ def test_receiving_a_large_message_costs_at_most_twice_its_size(mail_server):
 
 
 @pytest.mark.slow
-def test_fetch_binary_of_a_large_base64_part_round_trips(mail_server):
+def test_fetch_of_a_large_message_costs_at_most_twice_its_size(mail_server):
+    """BINARY[2] (its base64 part decoded) and BODY[] of a large message: the answers are
+    exact and the server's peak RSS grows by at most twice the message's size for each."""
     server = mail_server()
+    pid = server.process.pid
     message, attachment = _message(SIZE)
     _send(server, message)
     _wait_indexed(server)
@@ -107,18 +110,26 @@ def test_fetch_binary_of_a_large_base64_part_round_trips(mail_server):
     try:
         client.login("alice@example.org", PASSWORD)
         client.select("INBOX", readonly=True)
+        client.fetch("1", "(UID)")
+        baseline = _reset_peak(pid)
         typ, data = client.fetch("1", "(BINARY.PEEK[2])")
+        increase = _peak(pid) - baseline
         assert typ == "OK"
         got = data[0]
         assert isinstance(got, tuple)
-        assert b"BINARY[2] ~{%d}" % len(attachment) in got[0]
+        assert got[0].endswith(b"BINARY[2] ~{%d}" % len(attachment))
         assert hashlib.sha256(got[1]).digest() == hashlib.sha256(attachment).digest()
+        assert increase <= 2 * len(message), f"BINARY: peak grew {increase / len(message):.2f}x"
+        del data, got
+        baseline = _reset_peak(pid)
         typ, data = client.fetch("1", "(BODY.PEEK[])")
+        increase = _peak(pid) - baseline
         assert typ == "OK" and isinstance(data[0], tuple)
         body = data[0][1]
         assert hashlib.sha256(body[len(body) - len(message) :]).digest() == (
             hashlib.sha256(message).digest()
         )
+        assert increase <= 2 * len(message), f"BODY[]: peak grew {increase / len(message):.2f}x"
         client.logout()
     finally:
         if client.state != "LOGOUT":

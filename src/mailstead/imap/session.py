@@ -15,7 +15,7 @@ import enum
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from mailstead import sasl
@@ -52,6 +52,7 @@ from mailstead.protocols.imap import ServerCore, State
 from mailstead.protocols.imap import commands as c
 from mailstead.protocols.imap import response as r
 from mailstead.security.bans import AuthFailureTracker
+from mailstead.security.memory import MemoryBudget
 from mailstead.store import (
     Account,
     DeliveryRequest,
@@ -123,8 +124,13 @@ class ImapSession:
         header_cache: HeaderCache | None = None,
         auth_failures: AuthFailureTracker | None = None,
         clock: Callable[[], float] = time.monotonic,
+        flush: Callable[[], Awaitable[None]] | None = None,
+        memory: MemoryBudget | None = None,
     ) -> None:
         self.auth_failures = auth_failures
+        # FETCH of large messages: writes pending output mid-command; the server-wide budget
+        self.flush = flush
+        self.memory = memory
         self.clock = clock
         self._sasl: sasl.SaslServer | None = None
         self._sasl_success: sasl.Success | None = None
@@ -868,8 +874,9 @@ class ImapSession:
                     self._send(r.vanished(gone, earlier=True))
             uids = [u for u in uids if view.modseqs.get(u, 0) > cmd.changedsince]
         fetcher = Fetcher(
-            self.store, view, utf8="UTF8=ACCEPT" in self.enabled, headers=self.header_cache
-        )
+            self.store, view, utf8="UTF8=ACCEPT" in self.enabled, headers=self.header_cache,
+            flush=self.flush, memory=self.memory,
+        )  # fmt: skip
         items = list(cmd.items)
         if cmd.uid and not any(isinstance(i, c.FetchAtt) and i.name == "UID" for i in items):
             items.insert(0, c.FetchAtt("UID"))

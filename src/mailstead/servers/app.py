@@ -258,6 +258,7 @@ class MailServer:
             auth_failures=self.auth_failures,
             channel_bindings=bindings,
         )
+        self.imap_state.memory = self.memory
         self.imap = IMAPService(self.imap_state)
         self.pop3_state = POP3ServiceState(
             hostname=config.server.hostname,

@@ -748,9 +748,7 @@ class SMTPSession(StreamSession):
         charge = await budget.acquire(tx.spool.size, MEMORY_WAIT)
         if charge is None:
             core.reply(_MEMORY_FULL)
-            self._log_transaction(
-                tx, helo, new_id(), tx.spool.size, _MEMORY_FULL, time.monotonic()
-            )
+            self._log_transaction(tx, helo, new_id(), tx.spool.size, _MEMORY_FULL, time.monotonic())
             tx.reset(self.state.spool_dir)
             return
         try:
