@@ -130,6 +130,10 @@ def test_fetch_of_a_large_message_costs_at_most_twice_its_size(mail_server):
             hashlib.sha256(message).digest()
         )
         assert increase <= 2 * len(message), f"BODY[]: peak grew {increase / len(message):.2f}x"
+        # the header alone, read without the rest of the message
+        typ, data = client.fetch("1", "(BODY.PEEK[HEADER])")
+        assert typ == "OK" and isinstance(data[0], tuple)
+        assert data[0][1] == body[: body.index(b"\r\n\r\n") + 4]
         client.logout()
     finally:
         if client.state != "LOGOUT":

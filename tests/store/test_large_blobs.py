@@ -59,6 +59,8 @@ def test_large_contents_round_trip_in_pieces(tmp_path):
             assert [m.size for m in messages] == [len(c) for c in [*contents, contents[0]]]
             for message, raw in zip(messages, [*contents, contents[0]], strict=True):
                 assert await store.read_blob(message.blob_id) == raw
+                for limit in (0, len(HEAD), LARGE_BLOB + 3, len(raw) + 10):
+                    assert await store.read_blob_head(message.blob_id, limit) == raw[:limit]
             blobs = await store.read_blobs([m.blob_id for m in messages])
             assert sorted(hashlib.sha256(b).digest() for b in blobs.values()) == sorted(
                 hashlib.sha256(c).digest() for c in contents

@@ -290,12 +290,21 @@ class Fetcher:
             missing = [u for u in chunk if u not in blocks]
             if missing:
                 infos = await self.store.get_messages(view.mailbox_id, missing)
-                raws = await self.store.read_blobs([m.blob_id for m in infos])
+                small = [m.blob_id for m in infos if not _is_large(m)]
+                raws = await self.store.read_blobs(small) if small else {}
                 for info in infos:
-                    raw = raws.get(info.blob_id)
-                    if raw is None:
-                        continue
-                    block = raw[: from_json(info.structure).header_end]
+                    header_end = from_json(info.structure).header_end
+                    if _is_large(info):  # alone, and only its header
+                        try:
+                            raw = await self.store.read_blob_head(info.blob_id, header_end)
+                        except StoreError:
+                            continue  # expunged meanwhile
+                    else:
+                        found_raw = raws.get(info.blob_id)
+                        if found_raw is None:
+                            continue
+                        raw = found_raw
+                    block = raw[:header_end]
                     blocks[info.uid] = block
                     cache.put((box, validity, info.uid), block)
             for uid in chunk:

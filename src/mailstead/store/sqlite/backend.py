@@ -733,6 +733,15 @@ class SQLiteStore:
 
         return await self._read(job)
 
+    async def read_blob_head(self, blob_id: int, size: int) -> bytes:
+        def job(conn: sqlite3.Connection) -> bytes:
+            row = conn.execute(_BLOB_SELECT + " WHERE id = ?", (blob_id,)).fetchone()
+            if row is None:
+                raise StoreError(StoreErrorCode.NONEXISTENT, f"no blob {blob_id}")
+            return read_blob_row(conn, row, limit=size)
+
+        return await self._read(job)
+
     async def deliver(self, request: DeliveryRequest) -> DeliveryOutcome:
         if not request.targets:
             return DeliveryOutcome((), ())
@@ -1676,16 +1685,22 @@ class _Pieces:
         return bytes(out)
 
 
-def read_blob_row(conn: sqlite3.Connection, row: tuple[Any, ...]) -> bytes:
-    """The content of a ``_BLOB_SELECT`` row. A chunked one is read piece by piece and
-    decompressed as it streams into one object, so it exists once in memory, uncompressed."""
+def read_blob_row(
+    conn: sqlite3.Connection, row: tuple[Any, ...], *, limit: int | None = None
+) -> bytes:
+    """The content of a ``_BLOB_SELECT`` row (its first ``limit`` octets). A chunked one is
+    read piece by piece and decompressed as it streams into one object, so it exists once in
+    memory, uncompressed; with ``limit``, only as much of it as that takes is read."""
     blob_id, codec, size, data = row
     if not codec & CHUNKED:
-        return decode_blob(codec, data)
+        whole = decode_blob(codec, data)
+        return whole if limit is None else whole[:limit]
+    if limit is not None:
+        size = min(size, limit)
     pieces = _Pieces(conn, blob_id)
     if codec == CODEC_RAW | CHUNKED:
         out = io.BytesIO()  # grows in place; getvalue() hands over its buffer
-        while piece := pieces.read(_CHUNK):
+        while out.tell() < size and (piece := pieces.read(min(_CHUNK, size - out.tell()))):
             out.write(piece)
         return out.getvalue()
     if codec != CODEC_ZSTD | CHUNKED:
