@@ -8,6 +8,7 @@ import sys
 
 from mailstead.cli.common import CommandError, add_config_option, config_path
 from mailstead.config import ConfigError
+from mailstead.security.memory import return_large_buffers
 from mailstead.security.privileges import PrivilegeError
 from mailstead.servers.app import BoundAddresses, run
 
@@ -35,6 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else:
             print(f"mailstead: ready: {bound.as_json()}", file=sys.stderr, flush=True)
 
+    return_large_buffers()  # large messages' memory goes back to the system (security.memory)
     try:
         run(path, ready=ready)
     except ConfigError as exc:

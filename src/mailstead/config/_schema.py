@@ -308,6 +308,15 @@ class ServerConfig:
         "reads them as this user, so give it read access (or the reload keeps the old ones). "
         '"" keeps the current user (as root, a warning is logged at start).',
     )
+    large_message_memory: int = setting(
+        "128M",
+        Size(minimum=1 << 20),
+        "Memory all large messages (1 MiB and more) in flight may use at once, server-wide: "
+        "each is held in memory once while SMTP commits it, IMAP APPEND stores it or IMAP FETCH "
+        "answers with it. Past this, a session waits its turn (as clients wait for the reply to "
+        "the final dot); after 2 minutes SMTP answers 452 4.3.1 and IMAP NO [LIMIT], and the "
+        "client tries again later. A message larger than the budget is handled alone.",
+    )
 
 
 @dataclass(frozen=True)

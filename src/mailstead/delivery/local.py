@@ -97,8 +97,19 @@ class LocalDelivery:
     ) -> DeliveryOutcome:
         """Store ``message`` (Return-Path is prepended) once for all accounts, durably; into
         their Junk folders with ``junk`` (a DMARC quarantine)."""
-        targets = await self.targets(envelope, junk=junk)
         raw = return_path_header(envelope.mail_from) + message
+        return await self.deliver_raw(raw, envelope, internal_date=internal_date, junk=junk)
+
+    async def deliver_raw(
+        self,
+        raw: bytes,
+        envelope: Envelope,
+        *,
+        internal_date: int | None = None,
+        junk: bool = False,
+    ) -> DeliveryOutcome:
+        """:meth:`deliver` of a message that already starts with its Return-Path field."""
+        targets = await self.targets(envelope, junk=junk)
         request = DeliveryRequest(
             raw=raw,
             targets=targets,

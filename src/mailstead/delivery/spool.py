@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -31,15 +32,20 @@ class Spool:
         else:
             self._file.write(data)
 
-    def getvalue(self) -> bytes:
-        """The whole content (read back from disk if it spilled there)."""
+    def getvalue(self, prefix: bytes = b"") -> bytes:
+        """``prefix`` and the whole content, as one object made once: content that spilled to
+        disk is copied behind the prefix in the kernel and read back in one piece, so a large
+        message never exists twice in memory here."""
         if self._file is None:
-            return bytes(self._buffer)
+            return prefix + self._buffer
         self._file.flush()
-        self._file.seek(0)
-        data = self._file.read()
-        self._file.seek(0, os.SEEK_END)
-        return data
+        if not prefix:
+            return _read_whole(self._file.fileno(), self.size)
+        with tempfile.TemporaryFile(dir=self._directory) as joined:
+            joined.write(prefix)
+            joined.flush()
+            _copy(self._file.fileno(), joined.fileno(), self.size)
+            return _read_whole(joined.fileno(), len(prefix) + self.size)
 
     def discard(self) -> None:
         self._buffer = bytearray()
@@ -47,3 +53,41 @@ class Spool:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _copy(source: int, target: int, size: int) -> None:
+    """Append the first ``size`` octets of ``source`` to ``target`` (at its position), in the
+    kernel when it can, else in 1 MiB pieces."""
+    done = 0
+    try:
+        while done < size:
+            copied = os.copy_file_range(source, target, size - done, done)
+            if copied <= 0:
+                raise OSError("spool file shorter than its content")
+            done += copied
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+        while done < size:
+            piece = os.pread(source, min(size - done, 1 << 20), done)
+            if not piece:
+                raise OSError("spool file shorter than its content") from None
+            os.write(target, piece)
+            done += len(piece)
+
+
+def _read_whole(fd: int, size: int) -> bytes:
+    """``size`` octets from the start of ``fd``, read into one bytes object (no joined pieces
+    unless the kernel returns less than asked, which it does not for regular files)."""
+    data = os.pread(fd, size, 0)
+    if len(data) == size:
+        return data
+    pieces = [data]
+    done = len(data)
+    while done < size:
+        piece = os.pread(fd, size - done, done)
+        if not piece:
+            raise OSError("spool file shorter than its content")
+        pieces.append(piece)
+        done += len(piece)
+    return b"".join(pieces)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, overload
 
 from mailstead.imap import render, sections
 from mailstead.imap.search import email_id
@@ -12,10 +13,13 @@ from mailstead.imap.view import MailboxView
 from mailstead.message import ParsedMessage, from_json
 from mailstead.protocols.imap import commands as c
 from mailstead.protocols.imap import response as r
-from mailstead.store import FlagOp, MessageInfo, Store
+from mailstead.security.memory import MemoryBudget
+from mailstead.store import FlagOp, MessageInfo, Store, StoreError
 
 BATCH = 256  # messages read from the store per query
 MAX_CACHED_ANSWER = 4 << 20  # bytes of a bulk FETCH answer kept for the next identical one
+LARGE_MESSAGE = 1 << 20  # messages from this size on are read one at a time and streamed
+MEMORY_WAIT = 120.0  # seconds a large message waits for the memory budget before NO [LIMIT]
 
 # RFC 9051 §6.4.5: the RFC822 items are BODY sections under another name.
 _RFC822 = {
@@ -92,11 +96,17 @@ class Fetcher:
         *,
         utf8: bool,
         headers: HeaderCache | None = None,
+        flush: Callable[[], Awaitable[None]] | None = None,
+        memory: MemoryBudget | None = None,
     ) -> None:
         self.store = store
         self.view = view
         self.utf8 = utf8
         self.headers = headers
+        # writes what was sent so far to the client (waiting while it does not read): with it,
+        # the big literals of large messages are sent in pieces instead of whole
+        self.flush = flush
+        self.memory = memory
 
     async def fetch(
         self, uids: Sequence[int], items: Sequence[c.FetchItem], send: Callable[[bytes], None]
@@ -127,8 +137,10 @@ class Fetcher:
             chunk = uids[start : start + BATCH]
             infos = {m.uid: m for m in await self.store.get_messages(view.mailbox_id, chunk)}
             blobs: dict[int, bytes] = {}
+            large = self.flush is not None and needs_raw
             if needs_raw:  # one round trip for the chunk, not one per message
-                blobs = await self.store.read_blobs([m.blob_id for m in infos.values()])
+                wanted = [m.blob_id for m in infos.values() if not large or not _is_large(m)]
+                blobs = await self.store.read_blobs(wanted) if wanted else {}
             for uid in chunk:
                 seq = view.seq_of(uid)
                 if seq is None:
@@ -136,6 +148,11 @@ class Fetcher:
                 info = infos.get(uid)
                 if info is None:
                     continue  # expunged meanwhile by another session
+                if large and _is_large(info):
+                    failure = await self._large(seq, uid, info, items, implicit_flags, send)
+                    if failure is not None:
+                        return failure
+                    continue
                 raw = blobs.get(info.blob_id) if needs_raw else None
                 if needs_raw and raw is None:
                     continue
@@ -145,6 +162,60 @@ class Fetcher:
                 if implicit_flags:
                     parts += [b"FLAGS", r.flag_list(view.display_flags(uid))]
                 send(r.untagged(seq, "FETCH", r.plist(parts)))
+        return None
+
+    async def _large(
+        self,
+        seq: int,
+        uid: int,
+        info: MessageInfo,
+        items: Sequence[c.FetchItem],
+        implicit_flags: bool,
+        send: Callable[[bytes], None],
+    ) -> tuple[str, str] | None:
+        """One large message: read alone (within the server's memory budget) and answered with
+        its big literals sent in pieces, each written before the next is made."""
+        flush = self.flush
+        assert flush is not None
+        charge = 0
+        if self.memory is not None:
+            got = await self.memory.acquire(info.size, MEMORY_WAIT)
+            if got is None:
+                return "LIMIT", "Too many large messages in flight, try again later"
+            charge = got
+        try:
+            try:
+                raw = await self.store.read_blob(info.blob_id)
+            except StoreError:
+                return None  # expunged meanwhile by another session
+            parts, failure = self._message(uid, info, raw, items, stream=True)
+            if failure is not None:
+                return failure
+            if implicit_flags:
+                parts += [b"FLAGS", r.flag_list(self.view.display_flags(uid))]
+            # r.untagged(seq, "FETCH", r.plist(parts)), with streamed items sent piece by piece
+            pending = [b"* %d FETCH (" % seq]
+            for i, part in enumerate(parts):
+                if i:
+                    pending.append(b" ")
+                if isinstance(part, sections.Streamed):
+                    pending.append(part.head)
+                    send(b"".join(pending))
+                    pending = []
+                    for piece in part.pieces():
+                        send(piece)
+                        await flush()
+                else:
+                    pending.append(part)
+            pending.append(b")\r\n")
+            send(b"".join(pending))
+            del raw
+            await flush()
+        except sections.BinaryError as exc:
+            return exc.code, exc.text
+        finally:
+            if self.memory is not None:
+                self.memory.release(charge)
         return None
 
     def _from_view(
@@ -219,12 +290,21 @@ class Fetcher:
             missing = [u for u in chunk if u not in blocks]
             if missing:
                 infos = await self.store.get_messages(view.mailbox_id, missing)
-                raws = await self.store.read_blobs([m.blob_id for m in infos])
+                small = [m.blob_id for m in infos if not _is_large(m)]
+                raws = await self.store.read_blobs(small) if small else {}
                 for info in infos:
-                    raw = raws.get(info.blob_id)
-                    if raw is None:
-                        continue
-                    block = raw[: from_json(info.structure).header_end]
+                    header_end = from_json(info.structure).header_end
+                    if _is_large(info):  # alone, and only its header
+                        try:
+                            raw = await self.store.read_blob_head(info.blob_id, header_end)
+                        except StoreError:
+                            continue  # expunged meanwhile
+                    else:
+                        found_raw = raws.get(info.blob_id)
+                        if found_raw is None:
+                            continue
+                        raw = found_raw
+                    block = raw[:header_end]
                     blocks[info.uid] = block
                     cache.put((box, validity, info.uid), block)
             for uid in chunk:
@@ -250,15 +330,39 @@ class Fetcher:
                         parts.append(b"MODSEQ (%d)" % view.modseqs.get(uid, 0))
                 send(b"* %d FETCH (%b)\r\n" % (seq, b" ".join(parts)))
 
+    @overload
     def _message(
         self,
         uid: int,
         info: MessageInfo | None,
         raw: bytes | None,
         items: Sequence[c.FetchItem],
-    ) -> tuple[list[bytes], tuple[str, str] | None]:
+    ) -> tuple[list[bytes], tuple[str, str] | None]: ...
+
+    @overload
+    def _message(
+        self,
+        uid: int,
+        info: MessageInfo | None,
+        raw: bytes | None,
+        items: Sequence[c.FetchItem],
+        *,
+        stream: bool,
+    ) -> tuple[list[bytes | sections.Streamed], tuple[str, str] | None]: ...
+
+    def _message(
+        self,
+        uid: int,
+        info: MessageInfo | None,
+        raw: bytes | None,
+        items: Sequence[c.FetchItem],
+        *,
+        stream: bool = False,
+    ) -> tuple[list[Any], tuple[str, str] | None]:
+        """The FETCH items of one message; with ``stream``, BODY[...] and BINARY[n] items that
+        are big slices or decodings of the message come as :class:`sections.Streamed`."""
         view = self.view
-        parts: list[bytes] = []
+        parts: list[Any] = []
         parsed: ParsedMessage | None = None
         for item in items:
             if isinstance(item, c.FetchAtt):
@@ -304,19 +408,32 @@ class Fetcher:
             if parsed is None:
                 parsed = from_json(info.structure)
             try:
+                streamed: sections.Streamed | None = None
                 if isinstance(item, c.BinarySize):
                     parts.append(sections.binary_size_item(raw, parsed, item.part))
                 elif item.binary:
+                    if stream:
+                        streamed = sections.binary_item_streamed(
+                            raw, parsed, item.section.part, _partial(item)
+                        )
                     parts.append(
-                        sections.binary_item(raw, parsed, item.section.part, _partial(item))
+                        streamed
+                        or sections.binary_item(raw, parsed, item.section.part, _partial(item))
                     )
                 else:
+                    section = _section(item.section)
+                    if stream:
+                        streamed = sections.body_item_streamed(raw, parsed, section, _partial(item))
                     parts.append(
-                        sections.body_item(raw, parsed, _section(item.section), _partial(item))
+                        streamed or sections.body_item(raw, parsed, section, _partial(item))
                     )
             except sections.BinaryError as exc:
                 return parts, (exc.code, exc.text)
         return parts, None
+
+
+def _is_large(info: MessageInfo) -> bool:
+    return info.size >= LARGE_MESSAGE
 
 
 def _section(spec: c.Section) -> sections.Section:

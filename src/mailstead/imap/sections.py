@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import binascii
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -46,12 +47,15 @@ __all__ = [
     "Partial",
     "Section",
     "SectionKind",
+    "Streamed",
     "UnknownCte",
     "binary",
     "binary_item",
+    "binary_item_streamed",
     "binary_size",
     "binary_size_item",
     "body_item",
+    "body_item_streamed",
     "body_section",
     "find_part",
 ]
@@ -589,3 +593,126 @@ def binary_size_item(raw: bytes, parsed: ParsedMessage, part: tuple[int, ...] | 
     """The FETCH item ``BINARY.SIZE[part] n``."""
     section = part if isinstance(part, Section) else Section(part)
     return b"BINARY.SIZE[" + section.label() + b"] %d" % binary_size(raw, parsed, section)
+
+
+# -- large answers, sent in pieces ------------------------------------------------------------
+
+STREAM_PIECE = 256 << 10  # octets of a streamed literal per piece
+
+
+@dataclass(frozen=True, slots=True)
+class Streamed:
+    """A FETCH item sent in pieces: ``head`` (the item name and the literal's ``{n}\r\n`` or
+    ``~{n}\r\n``), then the ``size`` octets ``pieces()`` yields. The octets are exactly those
+    of the item :func:`body_item` / :func:`binary_item` would build whole."""
+
+    head: bytes
+    size: int
+    pieces: Callable[[], Iterator[bytes]]
+
+
+def _slices(raw: bytes, start: int, end: int) -> Iterator[bytes]:
+    for pos in range(start, end, STREAM_PIECE):
+        yield raw[pos : min(end, pos + STREAM_PIECE)]
+
+
+def _plain_region(raw: bytes, parsed: ParsedMessage, section: Section) -> tuple[int, int] | None:
+    """Where ``BODY[section]`` is one slice of ``raw`` (whole message, TEXT, a part's body or
+    an embedded message's text), or None for the other sections."""
+    kind = section.kind
+    if not section.part:
+        if kind == "":
+            return 0, len(raw)
+        return (parsed.header_end, len(raw)) if kind == "TEXT" else None
+    part = find_part(parsed, section.part)
+    if part is None:
+        return None
+    if kind == "":
+        return part.body_start, part.body_end
+    if kind == "TEXT" and part.message is not None:
+        inner = part.message.root
+        return inner.body_start, inner.body_end
+    return None
+
+
+def body_item_streamed(
+    raw: bytes, parsed: ParsedMessage, section: Section, partial: Partial | None = None
+) -> Streamed | None:
+    """:func:`body_item` as pieces of ``raw`` when the answer is a slice of it as stored (no
+    partial, no bare LF to send as CRLF, no NUL to send as 0x80); None otherwise."""
+    region = None if partial is not None else _plain_region(raw, parsed, section)
+    if region is None:
+        return None
+    start, end = region
+    if raw.find(b"\0", start, end) >= 0 or raw.count(b"\n", start, end) != raw.count(
+        b"\r\n", start, end
+    ):
+        return None
+    head = _item_name(b"BODY", section, None) + b" {%d}\r\n" % (end - start)
+    return Streamed(head, end - start, lambda: _slices(raw, start, end))
+
+
+def _base64_pieces(raw: bytes, start: int, end: int) -> Iterator[bytes]:
+    """:func:`_base64` of ``raw[start:end]``, decoded piece by piece: the same octets, and
+    BadEncoding for the same inputs (raised when the damage is reached)."""
+    carry = b""  # base64 characters not decoded yet (fewer than 4)
+    tail: bytes | None = None  # what follows the first "=", once there is one
+    for pos in range(start, end, STREAM_PIECE):
+        text = _B64_SPACE.sub(b"", raw[pos : min(end, pos + STREAM_PIECE)])
+        if tail is not None:
+            tail += text
+            if len(tail) > 1:
+                raise BadEncoding("invalid base64 padding")
+            continue
+        body, pad, rest = text.partition(b"=")
+        if _B64_CLEAN.match(body) is None:
+            raise BadEncoding("invalid base64 data")
+        body = carry + body
+        full = len(body) - len(body) % 4
+        if full:
+            yield binascii.a2b_base64(body[:full])
+        carry = body[full:]
+        if pad:
+            tail = rest
+            if len(tail) > 1:
+                raise BadEncoding("invalid base64 padding")
+    q = len(carry)
+    if tail is not None:
+        if not ((q == 2 and tail == b"=") or (q == 3 and tail == b"")):
+            raise BadEncoding("invalid base64 padding")
+    elif q:
+        raise BadEncoding("truncated base64 data")
+    if q:
+        bits = 0
+        for c in carry:
+            bits = (bits << 6) | _B64[c]
+        bits <<= 6 * (4 - q)
+        yield bits.to_bytes(3, "big")[: q - 1]
+
+
+def binary_item_streamed(
+    raw: bytes,
+    parsed: ParsedMessage,
+    part: tuple[int, ...] | Section,
+    partial: Partial | None = None,
+) -> Streamed | None:
+    """:func:`binary_item` of a base64 leaf part (``BINARY[n]``, no partial), decoded as it
+    is sent; the size is counted by a first decoding pass, which also finds broken data
+    (BadEncoding) before anything is sent. None for every other case."""
+    section = part if isinstance(part, Section) else Section(part)
+    if partial is not None or not section.part or section.kind != "":
+        return None
+    leaf = find_part(parsed, section.part)
+    if leaf is None or leaf.children or leaf.message is not None:
+        return None
+    cte, _ = _part_cte(raw, leaf)
+    if cte != _CTE_BASE64:
+        return None
+    hdr_end = _header_end(raw, leaf)  # as _Binary.add
+    end = leaf.body_end if hdr_end == leaf.body_start else hdr_end
+    start = leaf.body_start
+    if end <= start:
+        return None
+    size = sum(len(piece) for piece in _base64_pieces(raw, start, end))
+    head = _item_name(b"BINARY", section, None) + b" ~{%d}\r\n" % size
+    return Streamed(head, size, lambda: _base64_pieces(raw, start, end))

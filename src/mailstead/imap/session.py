@@ -14,7 +14,7 @@ import datetime
 import enum
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from mailstead import sasl
@@ -58,6 +58,7 @@ from mailstead.message.headers import parse_header_fields
 from mailstead.protocols.imap import ServerCore, State
 from mailstead.protocols.imap import commands as c
 from mailstead.protocols.imap import response as r
+from mailstead.security.memory import MemoryBudget
 from mailstead.store import (
     Account,
     DeliveryRequest,
@@ -128,12 +129,17 @@ class ImapSession:
         seeds: ViewSeeds | None = None,
         header_cache: HeaderCache | None = None,
         login: LoginService | None = None,
+        flush: Callable[[], Awaitable[None]] | None = None,
+        memory: MemoryBudget | None = None,
     ) -> None:
         # one login path for every protocol (bans, credentials, log events); without one
         # (unit tests) logins are checked against the directory with no bans
         self.login = login if login is not None else LoginService(directory)
         self._sasl: SaslLogin | None = None
         self._sasl_success: LoggedIn | None = None  # SCRAM: waiting for the client's "" to v=
+        # FETCH of large messages: writes pending output mid-command; the server-wide budget
+        self.flush = flush
+        self.memory = memory
         self.store = store
         self.seeds = seeds
         self.header_cache = header_cache
@@ -850,8 +856,9 @@ class ImapSession:
                     self._send(r.vanished(gone, earlier=True))
             uids = [u for u in uids if view.modseqs.get(u, 0) > cmd.changedsince]
         fetcher = Fetcher(
-            self.store, view, utf8="UTF8=ACCEPT" in self.enabled, headers=self.header_cache
-        )
+            self.store, view, utf8="UTF8=ACCEPT" in self.enabled, headers=self.header_cache,
+            flush=self.flush, memory=self.memory,
+        )  # fmt: skip
         items = list(cmd.items)
         if cmd.uid and not any(isinstance(i, c.FetchAtt) and i.name == "UID" for i in items):
             items.insert(0, c.FetchAtt("UID"))

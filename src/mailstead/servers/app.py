@@ -35,6 +35,7 @@ from mailstead.queue.schedule import RetrySchedule
 from mailstead.queue.service import Queue, QueueSettings
 from mailstead.queue.transport import SmtpTransport
 from mailstead.security.bans import AuthFailureTracker
+from mailstead.security.memory import MemoryBudget
 from mailstead.security.tls import TLSError, server_context
 from mailstead.servers.imap import IMAPLimits, IMAPService, IMAPServiceState
 from mailstead.servers.pop3 import POP3Limits, POP3Service, POP3ServiceState, channel_bindings
@@ -252,6 +253,9 @@ class MailServer:
         self.resolver = make_resolver(config)
         self.smtp_state.mailauth = inbound_checks(config, self.resolver)
         self.smtp_state.resolver = self.resolver
+        # one budget for the large messages of every protocol (security.memory)
+        self.memory = MemoryBudget(config.server.large_message_memory)
+        self.smtp_state.memory = self.memory
         self.queue = Queue(self.store, self.directory, queue_settings(config))
         self.queue_runner = queue_runner(config, self.queue, self.resolver)
         self.smtp_state.queue = self.queue
@@ -270,6 +274,7 @@ class MailServer:
             login=self.login,
             channel_bindings=bindings,
         )
+        self.imap_state.memory = self.memory
         self.imap = IMAPService(self.imap_state)
         self.pop3_state = POP3ServiceState(
             hostname=config.server.hostname,

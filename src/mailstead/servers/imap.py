@@ -30,6 +30,7 @@ from mailstead.protocols.imap import (
 )
 from mailstead.protocols.imap import response as r
 from mailstead.security.limits import client_key
+from mailstead.security.memory import MemoryBudget
 from mailstead.servers.stream import Connections, StreamSession, listen
 from mailstead.store import Store
 
@@ -66,6 +67,7 @@ class IMAPServiceState:
     headers: HeaderCache = field(default_factory=HeaderCache)  # header blocks FETCH reuses
     login: LoginService | None = None  # the one login path, shared with SMTP and POP3
     channel_bindings: dict[str, bytes] = field(default_factory=dict)  # SCRAM-SHA-256-PLUS
+    memory: MemoryBudget | None = None  # large messages in flight, shared with SMTP
 
 
 class IMAPConnection(StreamSession):
@@ -140,6 +142,7 @@ class IMAPConnection(StreamSession):
             state.store, state.directory, config, core,
             tls_active=self.implicit_tls, peer=self.peer_ip, seeds=state.seeds,
             header_cache=state.headers, login=state.login,
+            flush=lambda: self.write(core.data_to_send()), memory=state.memory,
         )  # fmt: skip
         session.greeting()
         loop = asyncio.get_running_loop()

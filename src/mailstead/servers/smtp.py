@@ -73,6 +73,7 @@ from mailstead.protocols.smtp import (
 from mailstead.protocols.smtp.state import TRANSACTION_STATES, State
 from mailstead.queue.service import Queue
 from mailstead.security.limits import client_key
+from mailstead.security.memory import MemoryBudget
 from mailstead.servers.stream import StreamSession, listen
 from mailstead.store import (
     Account,
@@ -93,6 +94,9 @@ STORE_ERROR_REPLIES: dict[StoreErrorCode, Reply] = {
     StoreErrorCode.UNAVAILABLE: Reply(451, "4.3.0", "Temporary storage failure, try again later"),
 }
 _TEMP_FAILURE = Reply(451, "4.3.0", "Temporary failure, try again later")
+# RFC 3463 4.3.1: the server-wide memory budget for large messages stayed full too long
+_MEMORY_FULL = Reply(452, "4.3.1", "Insufficient system resources, try again later")
+MEMORY_WAIT = 120.0  # seconds a large message waits for the memory budget before 452
 
 # Resolution verdicts at RCPT time.
 RCPT_REPLIES: dict[RecipientStatus, Reply] = {
@@ -225,6 +229,8 @@ class SMTPServiceState:
     own_addresses: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = field(default_factory=set)
     # asks for the addresses of our host name (address literals of this host are refused)
     resolver: Resolver | None = None
+    # large messages in flight, server-wide (shared with IMAP)
+    memory: MemoryBudget = field(default_factory=lambda: MemoryBudget(128 << 20))
     connections: int = 0
     per_ip: dict[str, int] = field(default_factory=dict)
     sessions: set[SMTPSession] = field(default_factory=set)
@@ -507,7 +513,7 @@ class SMTPSession(StreamSession):
                 await self._rcpt(core, tx, event)
             elif isinstance(event, MessageComplete):
                 await self._flush(core)
-                await self._complete(core, tx, helo)
+                await self._complete_in_budget(core, tx, helo)
                 self.in_transaction = False
                 if state.shutting_down:
                     core.close(_SHUTTING_DOWN, "shutdown")
@@ -766,8 +772,9 @@ class SMTPSession(StreamSession):
     async def _authenticate_message(
         self, tx: _Transaction, content: bytes
     ) -> tuple[bytes, inbound.InboundVerdict | None]:
-        """``content`` without forged Authentication-Results of ours, and the verdict of the
-        checks (None when they do not apply)."""
+        """``content`` without forged Authentication-Results of ours (the same object when
+        there were none), and the verdict of the checks (None when they do not apply); its
+        Authentication-Results field goes in front of the content."""
         checks = self.state.mailauth
         if checks is None or self.account is not None:
             return content, None
@@ -790,13 +797,29 @@ class SMTPSession(StreamSession):
         except Exception:
             log.exception("message authentication failed")
             return content, None
-        return verdict.header + content, verdict
+        return content, verdict  # the caller puts verdict.header in front
+
+    async def _complete_in_budget(self, core: ServerCore, tx: _Transaction, helo: str) -> None:
+        """:meth:`_complete` once the memory budget has room for the message (a large one is
+        held in memory once until it is committed); 452 4.3.1 when it stays full too long."""
+        budget = self.state.memory
+        charge = await budget.acquire(tx.spool.size, MEMORY_WAIT)
+        if charge is None:
+            core.reply(_MEMORY_FULL)
+            self._log_transaction(tx, helo, new_id(), tx.spool.size, _MEMORY_FULL, time.monotonic())
+            tx.reset(self.state.spool_dir)
+            return
+        try:
+            await self._complete(core, tx, helo)
+        finally:
+            budget.release(charge)
 
     async def _complete(self, core: ServerCore, tx: _Transaction, helo: str) -> None:
         state = self.state
         started = time.monotonic()
         queue_id = new_id()
         content = tx.spool.getvalue()
+        spooled = content  # the content as received: the final message is read again after it
         verdict: inbound.InboundVerdict | None = None
         looping = self._loop_refusal(tx, content)
         if looping is not None:
@@ -824,7 +847,9 @@ class SMTPSession(StreamSession):
                 return
         junk = verdict is not None and verdict.action is inbound.Action.JUNK
         received = self._received_header(tx, helo, queue_id)
-        message = received + content
+        if verdict is not None:
+            received += verdict.header
+        size = len(received) + len(content)
         params = tx.mail_params
         extra: dict[str, object] = {"queue_id": queue_id, "client": self.peer_ip, "helo": helo}
         if self.account is not None:
@@ -842,11 +867,27 @@ class SMTPSession(StreamSession):
         try:
             remote = self._remote_recipients(tx)
             if remote:
+                message = received + content
+                del content, spooled
                 outcome = await self._enqueue(
                     message, envelope, remote, queue_id, junk=junk, verdict=verdict
                 )
+                del message
             else:
-                outcome = await state.delivery.deliver(message, envelope, junk=junk)
+                # One copy of a large message in memory: the final one (Return-Path and the
+                # fields above the content in front) is made straight from the spool file when
+                # the checks left the content as it came.
+                prefix = return_path_header(envelope.mail_from) + received
+                unchanged = content is spooled
+                del spooled
+                if unchanged:
+                    del content
+                    raw = tx.spool.getvalue(prefix)
+                else:
+                    raw = prefix + content
+                    del content
+                outcome = await state.delivery.deliver_raw(raw, envelope, junk=junk)
+                del raw
         except StoreError as exc:
             reply = STORE_ERROR_REPLIES.get(exc.code, _TEMP_FAILURE)
         except Exception:
@@ -864,7 +905,7 @@ class SMTPSession(StreamSession):
                           session=self.session_id, client=self.peer_ip)  # fmt: skip
         else:
             core.reply(reply)
-        self._log_transaction(tx, helo, queue_id, len(message), reply, started, verdict=verdict)
+        self._log_transaction(tx, helo, queue_id, size, reply, started, verdict=verdict)
         tx.reset(state.spool_dir)
 
     def _loop_refusal(self, tx: _Transaction, content: bytes) -> Reply | None:

@@ -25,7 +25,7 @@ from mailstead.directory import Directory
 from mailstead.message.addresses import normalize_domain, normalize_localpart
 from mailstead.security.tls import generate_self_signed
 from mailstead.store import AccountRole, open_sqlite
-from mailstead.store.sqlite.backend import decode_blob
+from mailstead.store.sqlite.backend import read_blob_row
 
 READY_TIMEOUT = 30.0
 
@@ -164,15 +164,16 @@ class RunningServer:
         db = sqlite3.connect(self.data_dir / "mailstead.db")
         try:
             rows = db.execute(
-                "SELECT b.codec, b.data FROM messages m JOIN blobs b ON b.id = m.blob_id"
+                "SELECT b.id, b.codec, b.size, b.data FROM messages m"
+                " JOIN blobs b ON b.id = m.blob_id"
                 " JOIN mailboxes x ON x.id = m.mailbox_id JOIN accounts a ON a.id = x.account_id"
                 " JOIN domains d ON d.id = a.domain_id"
                 " WHERE a.local_key = ? AND d.name = ? AND x.name = ? ORDER BY m.uid",
                 (normalize_localpart(local), normalize_domain(domain), mailbox),
             ).fetchall()
+            return [read_blob_row(db, row) for row in rows]
         finally:
             db.close()
-        return [decode_blob(codec, data) for codec, data in rows]
 
     def log_lines(self) -> list[dict[str, object]]:
         path = self.data_dir / "mailstead.log"

@@ -9,17 +9,20 @@ each with its own connection (WAL readers never block the writer).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import io
 import json
 import os
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar, cast
 
 import zstandard
 
@@ -62,11 +65,17 @@ T = TypeVar("T")
 
 CODEC_RAW = 0
 CODEC_ZSTD = 1
+CHUNKED = 2  # added to the codec: the stored bytes are rows of blob_chunks, blobs.data is empty
 
 # Messages up to this size are parsed and compressed on the caller's thread: that takes tens of
 # microseconds, less than handing the work to a thread (which, under the GIL, buys no parallelism).
 # Larger ones go to a reader thread so the event loop never stalls on them.
 INLINE_PREPARE_LIMIT = 64 * 1024
+# Contents larger than this never exist compressed in memory: they are compressed in pieces into
+# a temporary file, stored as 1 MiB rows of blob_chunks and read back piece by piece,
+# decompressed as they stream, so a large message costs about its size in memory, once.
+LARGE_BLOB = 1 << 20
+_CHUNK = 1 << 20
 
 _ACCOUNT_COLUMNS = (
     "a.id, d.name, a.localpart, a.password_hash, a.quota, a.used, a.role, a.enabled, a.created"
@@ -98,13 +107,14 @@ class _Prepared:
     digest: bytes
     size: int
     codec: int
-    data: bytes
+    data: bytes  # empty when ``spill`` holds the stored bytes
     structure: bytes
     subject: str
     from_: str
     to: str
     date: int | None
     message_id: str | None
+    spill: BinaryIO | None = None
 
 
 class SQLiteStore:
@@ -705,10 +715,10 @@ class SQLiteStore:
 
     async def read_blob(self, blob_id: int) -> bytes:
         def job(conn: sqlite3.Connection) -> bytes:
-            row = conn.execute("SELECT codec, data FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+            row = conn.execute(_BLOB_SELECT + " WHERE id = ?", (blob_id,)).fetchone()
             if row is None:
                 raise StoreError(StoreErrorCode.NONEXISTENT, f"no blob {blob_id}")
-            return decode_blob(row[0], row[1])
+            return read_blob_row(conn, row)
 
         return await self._read(job)
 
@@ -717,10 +727,18 @@ class SQLiteStore:
 
         def job(conn: sqlite3.Connection) -> dict[int, bytes]:
             rows = conn.execute(
-                "SELECT id, codec, data FROM blobs WHERE id IN (SELECT value FROM json_each(?))",
-                (wanted,),
-            )
-            return {blob_id: decode_blob(codec, data) for blob_id, codec, data in rows}
+                _BLOB_SELECT + " WHERE id IN (SELECT value FROM json_each(?))", (wanted,)
+            ).fetchall()
+            return {row[0]: read_blob_row(conn, row) for row in rows}
+
+        return await self._read(job)
+
+    async def read_blob_head(self, blob_id: int, size: int) -> bytes:
+        def job(conn: sqlite3.Connection) -> bytes:
+            row = conn.execute(_BLOB_SELECT + " WHERE id = ?", (blob_id,)).fetchone()
+            if row is None:
+                raise StoreError(StoreErrorCode.NONEXISTENT, f"no blob {blob_id}")
+            return read_blob_row(conn, row, limit=size)
 
         return await self._read(job)
 
@@ -733,21 +751,22 @@ class SQLiteStore:
             loop = asyncio.get_running_loop()
             prepared = await loop.run_in_executor(self._readers, self._prepare, request.raw)
         envelope = json.dumps(request.envelope, separators=(",", ":"), ensure_ascii=False)
-        outcome, touched = await self._write(
-            lambda conn: _deliver(conn, request, prepared, envelope)
-        )
+        # the writer may keep its last job until the next one: not with the content in it
+        slim = dataclasses.replace(request, raw=b"")
+        try:
+            outcome, touched = await self._write(
+                lambda conn: _deliver(conn, slim, prepared, envelope)
+            )
+        finally:
+            if prepared.spill is not None:
+                prepared.spill.close()
         self.feed.publish(touched)
         return outcome
 
     def _prepare(self, raw: bytes) -> _Prepared:
         """CPU work done outside the event loop and outside the writer: parse, hash, compress."""
         parsed = parse_message(raw)
-        compressor = getattr(self._local, "zstd", None)
-        if compressor is None:
-            compressor = zstandard.ZstdCompressor(level=self._compression_level)
-            self._local.zstd = compressor
-        compressed = compressor.compress(raw)
-        codec, data = (CODEC_ZSTD, compressed) if len(compressed) < len(raw) else (CODEC_RAW, raw)
+        codec, data, spill = self._compress(raw)
         return _Prepared(
             digest=hashlib.sha256(raw).digest(),
             size=len(raw),
@@ -755,7 +774,39 @@ class SQLiteStore:
             data=data,
             structure=to_json(parsed),
             **_summary(parsed),
+            spill=spill,
         )
+
+    def _compress(self, raw: bytes) -> tuple[int, bytes, BinaryIO | None]:
+        """(codec, stored bytes, None), or for content over LARGE_BLOB (codec, b"", a temporary
+        file holding the stored bytes): zstd unless that does not make it smaller."""
+        compressor = getattr(self._local, "zstd", None)
+        if compressor is None:
+            compressor = zstandard.ZstdCompressor(level=self._compression_level)
+            self._local.zstd = compressor
+        if len(raw) <= LARGE_BLOB:
+            compressed = compressor.compress(raw)
+            if len(compressed) < len(raw):
+                return CODEC_ZSTD, compressed, None
+            return CODEC_RAW, raw, None
+        spill = tempfile.TemporaryFile(dir=self.path.parent, prefix=".blob-")  # noqa: SIM115
+        try:
+            stream = compressor.compressobj(size=len(raw))  # the frame records the size
+            view = memoryview(raw)
+            for start in range(0, len(raw), _CHUNK):
+                spill.write(stream.compress(view[start : start + _CHUNK]))
+            spill.write(stream.flush())
+            codec = CODEC_ZSTD
+            if spill.tell() >= len(raw):
+                spill.seek(0)
+                spill.truncate()
+                spill.write(raw)
+                codec = CODEC_RAW
+            spill.flush()
+        except BaseException:
+            spill.close()
+            raise
+        return codec, b"", spill
 
     async def check_integrity(self) -> list[str]:
         return await self._read(_check_integrity)
@@ -1013,17 +1064,18 @@ class SQLiteStore:
         return result
 
     async def index_pending(self, limit: int = 256) -> int:
-        def pending(conn: sqlite3.Connection) -> list[tuple[int, int, bytes]]:
-            rows = conn.execute(
-                "SELECT id, codec, data FROM blobs WHERE indexed = 0 ORDER BY id LIMIT ?", (limit,)
-            )
-            return [(blob_id, codec, bytes(data)) for blob_id, codec, data in rows]
+        def pending(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            # chunked (large) contents are read one at a time by extract
+            return conn.execute(
+                _BLOB_SELECT + " WHERE indexed = 0 ORDER BY id LIMIT ?", (limit,)
+            ).fetchall()
 
-        def extract(rows: list[tuple[int, int, bytes]]) -> list[tuple[int, Searchable]]:
+        def extract(rows: list[tuple[Any, ...]]) -> list[tuple[int, Searchable]]:
             out = []
-            for blob_id, codec, data in rows:
-                raw = decode_blob(codec, data)
-                out.append((blob_id, searchable(raw, parse_message(raw))))
+            for row in rows:
+                raw = read_blob_row(self._reader(), row)
+                out.append((row[0], searchable(raw, parse_message(raw))))
+                del raw
             return out
 
         rows = await self._read(pending)
@@ -1142,13 +1194,8 @@ class SQLiteStore:
     # -- outbound queue ----------------------------------------------------------------------
     def _prepare_blob(self, raw: bytes) -> _Blob:
         """Hash and compress content that is not a mailbox message (nothing to parse)."""
-        compressor = getattr(self._local, "zstd", None)
-        if compressor is None:
-            compressor = zstandard.ZstdCompressor(level=self._compression_level)
-            self._local.zstd = compressor
-        compressed = compressor.compress(raw)
-        codec, data = (CODEC_ZSTD, compressed) if len(compressed) < len(raw) else (CODEC_RAW, raw)
-        return _Blob(hashlib.sha256(raw).digest(), len(raw), codec, data)
+        codec, data, spill = self._compress(raw)
+        return _Blob(hashlib.sha256(raw).digest(), len(raw), codec, data, spill)
 
     async def _prepared_blob(self, raw: bytes) -> _Blob:
         if len(raw) <= INLINE_PREPARE_LIMIT:
@@ -1163,28 +1210,37 @@ class SQLiteStore:
             raise StoreError(StoreErrorCode.INVALID, "a queued message needs recipients")
         blob = await self._prepared_blob(request.raw)
         prepared: _Prepared | None = None
-        envelope = ""
-        if local is not None and local.targets:
-            if len(local.raw) <= INLINE_PREPARE_LIMIT:
-                prepared = self._prepare(local.raw)
-            else:
-                loop = asyncio.get_running_loop()
-                prepared = await loop.run_in_executor(self._readers, self._prepare, local.raw)
-            envelope = json.dumps(local.envelope, separators=(",", ":"), ensure_ascii=False)
+        try:
+            envelope = ""
+            if local is not None and local.targets:
+                if len(local.raw) <= INLINE_PREPARE_LIMIT:
+                    prepared = self._prepare(local.raw)
+                else:
+                    loop = asyncio.get_running_loop()
+                    prepared = await loop.run_in_executor(self._readers, self._prepare, local.raw)
+                envelope = json.dumps(local.envelope, separators=(",", ":"), ensure_ascii=False)
+            ready = prepared
+            # the writer may keep its last job until the next one: not with the contents in it
+            queued = dataclasses.replace(request, raw=b"")
+            slim = None if local is None else dataclasses.replace(local, raw=b"")
 
-        def job(conn: sqlite3.Connection) -> tuple[DeliveryOutcome | None, list[int]]:
-            outcome: DeliveryOutcome | None = None
-            touched: list[int] = []
-            if local is not None and prepared is not None:
-                outcome, touched = _deliver(conn, local, prepared, envelope)
-                if local.all_or_nothing and not outcome.ok:
-                    return outcome, []
-            elif local is not None:
-                outcome = DeliveryOutcome((), ())
-            _enqueue(conn, request, blob)
-            return outcome, touched
+            def job(conn: sqlite3.Connection) -> tuple[DeliveryOutcome | None, list[int]]:
+                outcome: DeliveryOutcome | None = None
+                touched: list[int] = []
+                if slim is not None and ready is not None:
+                    outcome, touched = _deliver(conn, slim, ready, envelope)
+                    if slim.all_or_nothing and not outcome.ok:
+                        return outcome, []
+                elif slim is not None:
+                    outcome = DeliveryOutcome((), ())
+                _enqueue(conn, queued, blob)
+                return outcome, touched
 
-        outcome, touched = await self._write(job)
+            outcome, touched = await self._write(job)
+        finally:
+            for spill in (blob.spill, prepared.spill if prepared is not None else None):
+                if spill is not None:
+                    spill.close()
         if touched:
             self.feed.publish(touched)
         return outcome
@@ -1530,12 +1586,9 @@ def _deliver(
 
     row = conn.execute("SELECT id FROM blobs WHERE digest = ?", (prepared.digest,)).fetchone()
     if row is None:
-        cur = conn.execute(
-            "INSERT INTO blobs(digest, size, codec, data, refs) VALUES (?, ?, ?, ?, ?)",
-            (prepared.digest, size, prepared.codec, prepared.data, wanted),
+        blob_id = _insert_blob(
+            conn, prepared.digest, size, prepared.codec, prepared.data, prepared.spill, wanted, 0
         )
-        assert cur.lastrowid is not None
-        blob_id = cur.lastrowid
     else:
         blob_id = row[0]
         # a blob only the queue held (never indexed) is a mailbox message now: index it
@@ -1606,6 +1659,92 @@ def _address_text(addresses: Iterable[Any]) -> str:
         name = getattr(address, "name", None)
         parts.append(f"{name} <{mailbox}>" if name else mailbox)
     return ", ".join(parts)
+
+
+# what read_blob_row takes: id, codec, uncompressed size, stored bytes (empty when chunked)
+_BLOB_SELECT = "SELECT id, codec, size, data FROM blobs"
+
+
+class _Pieces:
+    """The rows of blob_chunks of one blob as a file-like ``read`` for zstd's stream reader."""
+
+    def __init__(self, conn: sqlite3.Connection, blob_id: int) -> None:
+        self._rows = conn.execute(
+            "SELECT data FROM blob_chunks WHERE blob_id = ? ORDER BY seq", (blob_id,)
+        )
+        self._piece = memoryview(b"")
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._piece:
+            row = self._rows.fetchone()
+            if row is None:
+                return b""
+            self._piece = memoryview(row[0])
+        out = self._piece if size < 0 else self._piece[:size]
+        self._piece = self._piece[len(out) :]
+        return bytes(out)
+
+
+def read_blob_row(
+    conn: sqlite3.Connection, row: tuple[Any, ...], *, limit: int | None = None
+) -> bytes:
+    """The content of a ``_BLOB_SELECT`` row (its first ``limit`` octets). A chunked one is
+    read piece by piece and decompressed as it streams into one object, so it exists once in
+    memory, uncompressed; with ``limit``, only as much of it as that takes is read."""
+    blob_id, codec, size, data = row
+    if not codec & CHUNKED:
+        whole = decode_blob(codec, data)
+        return whole if limit is None else whole[:limit]
+    if limit is not None:
+        size = min(size, limit)
+    pieces = _Pieces(conn, blob_id)
+    if codec == CODEC_RAW | CHUNKED:
+        out = io.BytesIO()  # grows in place; getvalue() hands over its buffer
+        while out.tell() < size and (piece := pieces.read(min(_CHUNK, size - out.tell()))):
+            out.write(piece)
+        return out.getvalue()
+    if codec != CODEC_ZSTD | CHUNKED:
+        raise StoreError(StoreErrorCode.UNAVAILABLE, f"unknown blob codec {codec}")
+    # stream_reader only calls read()
+    reader = zstandard.ZstdDecompressor().stream_reader(cast(BinaryIO, pieces), read_size=_CHUNK)
+    content: bytes = reader.read(size)
+    if len(content) < size:  # the reader may stop short: gather the rest
+        parts = [content]
+        got = len(content)
+        while got < size and (part := reader.read(size - got)):
+            parts.append(part)
+            got += len(part)
+        content = b"".join(parts)
+    return content
+
+
+def _insert_blob(
+    conn: sqlite3.Connection,
+    digest: bytes,
+    size: int,
+    codec: int,
+    data: bytes,
+    spill: BinaryIO | None,
+    refs: int,
+    indexed: int,
+) -> int:
+    """Insert a blob row; stored bytes held in ``spill`` go into blob_chunks, 1 MiB a row."""
+    cur = conn.execute(
+        "INSERT INTO blobs(digest, size, codec, data, refs, indexed) VALUES (?, ?, ?, ?, ?, ?)",
+        (digest, size, codec if spill is None else codec | CHUNKED, data, refs, indexed),
+    )
+    blob_id = cur.lastrowid
+    assert blob_id is not None
+    if spill is not None:
+        spill.seek(0)
+        seq = 0
+        while piece := spill.read(_CHUNK):
+            conn.execute(
+                "INSERT INTO blob_chunks(blob_id, seq, data) VALUES (?, ?, ?)",
+                (blob_id, seq, piece),
+            )
+            seq += 1
+    return blob_id
 
 
 def decode_blob(codec: int, data: bytes) -> bytes:
@@ -1747,7 +1886,8 @@ class _Blob:
     digest: bytes
     size: int
     codec: int
-    data: bytes
+    data: bytes  # empty when ``spill`` holds the stored bytes
+    spill: BinaryIO | None = None
 
 
 def _add_blob_ref(conn: sqlite3.Connection, blob: _Blob) -> int:
@@ -1760,12 +1900,9 @@ def _add_blob_ref(conn: sqlite3.Connection, blob: _Blob) -> int:
         conn.execute("UPDATE blobs SET refs = refs + 1 WHERE id = ?", (row[0],))
         blob_id: int = row[0]
         return blob_id
-    cur = conn.execute(
-        "INSERT INTO blobs(digest, size, codec, data, refs, indexed) VALUES (?, ?, ?, ?, 1, ?)",
-        (blob.digest, blob.size, blob.codec, blob.data, QUEUE_ONLY),
+    return _insert_blob(
+        conn, blob.digest, blob.size, blob.codec, blob.data, blob.spill, 1, QUEUE_ONLY
     )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
 
 
 def _recipient_domain(address: str) -> str:

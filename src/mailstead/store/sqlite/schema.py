@@ -213,6 +213,20 @@ MIGRATIONS: tuple[str, ...] = (
         DELETE FROM search_text WHERE rowid = old.id;
     END;
     """,
+    # 11: large contents are stored in 1 MiB pieces beside their blob row (codec 2 or 3, empty
+    # blobs.data): they are written and read piece by piece, and updating the blob row (refs,
+    # indexed) no longer rewrites the whole content
+    """
+    CREATE TABLE blob_chunks(
+        blob_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY(blob_id, seq)
+    );
+    CREATE TRIGGER blobs_chunks_delete AFTER DELETE ON blobs WHEN old.codec >= 2 BEGIN
+        DELETE FROM blob_chunks WHERE blob_id = old.id;
+    END;
+    """,
 )
 
 

@@ -1,0 +1,140 @@
+"""Memory exhaustion with large messages: a ~30 MB message must not cost the server more than
+twice its size in memory, to receive and store it (SMTP, spool, parsing, compression, commit,
+full-text indexing) or to answer FETCH BINARY of its big base64 part or BODY[], and it comes
+back octet for octet."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import imaplib
+import random
+import smtplib
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from mailstead.testing.server import RunningServer
+
+SIZE = 30 << 20
+PASSWORD = "alice-pw"
+
+
+def _message(size: int) -> tuple[bytes, bytes]:
+    """(message, attachment): a text part and a base64 attachment of random octets."""
+    payload = random.Random(11).randbytes(size * 57 // 78)
+    head = (
+        b"From: <bob@example.net>\r\nTo: <alice@example.org>\r\nSubject: large\r\n"
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+        b"--b1\r\nContent-Type: text/plain\r\n\r\nSee the attachment.\r\n"
+        b"--b1\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+    )
+    body = base64.encodebytes(payload).replace(b"\n", b"\r\n")
+    return head + body + b"--b1--\r\n", payload
+
+
+def _kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def _reset_peak(pid: int) -> int:
+    """VmHWM := VmRSS (``clear_refs`` 5); the RSS it starts from, in bytes."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+    except OSError as exc:
+        pytest.skip(f"cannot reset the peak RSS of the server: {exc}")
+    return _kib(pid, "VmRSS") * 1024
+
+
+def _peak(pid: int) -> int:
+    return _kib(pid, "VmHWM") * 1024
+
+
+def _wait_indexed(server: RunningServer) -> None:
+    """Until the full-text indexer has read every message (it reads each one whole)."""
+    deadline = time.monotonic() + 300
+    db_path: Path = server.data_dir / "mailstead.db"
+    while time.monotonic() < deadline:
+        db = sqlite3.connect(db_path, timeout=30)
+        try:
+            (pending,) = db.execute("SELECT count(*) FROM blobs WHERE indexed = 0").fetchone()
+        finally:
+            db.close()
+        if not pending:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the indexer did not finish")
+
+
+def _send(server: RunningServer, message: bytes) -> None:
+    with smtplib.SMTP(*server.smtp_address, timeout=300) as client:
+        client.sendmail("bob@example.net", ["alice@example.org"], message)
+
+
+@pytest.mark.slow
+def test_receiving_a_large_message_costs_at_most_twice_its_size(mail_server):
+    server = mail_server()
+    pid = server.process.pid
+    message, _ = _message(SIZE)
+    _send(server, b"Subject: warm-up\r\n\r\nhello\r\n")  # first use of every code path
+    _wait_indexed(server)
+    baseline = _reset_peak(pid)
+    _send(server, message)
+    _wait_indexed(server)
+    increase = _peak(pid) - baseline
+    assert increase <= 2 * len(message), f"peak RSS grew by {increase / len(message):.2f}x"
+    stored = server.messages("alice@example.org")[-1]
+    assert hashlib.sha256(stored[len(stored) - len(message) :]).digest() == (
+        hashlib.sha256(message).digest()
+    )
+
+
+@pytest.mark.slow
+def test_fetch_of_a_large_message_costs_at_most_twice_its_size(mail_server):
+    """BINARY[2] (its base64 part decoded) and BODY[] of a large message: the answers are
+    exact and the server's peak RSS grows by at most twice the message's size for each."""
+    server = mail_server()
+    pid = server.process.pid
+    message, attachment = _message(SIZE)
+    _send(server, message)
+    _wait_indexed(server)
+    client = imaplib.IMAP4(*server.imap_address, timeout=300)
+    try:
+        client.login("alice@example.org", PASSWORD)
+        client.select("INBOX", readonly=True)
+        client.fetch("1", "(UID)")
+        baseline = _reset_peak(pid)
+        typ, data = client.fetch("1", "(BINARY.PEEK[2])")
+        increase = _peak(pid) - baseline
+        assert typ == "OK"
+        got = data[0]
+        assert isinstance(got, tuple)
+        assert got[0].endswith(b"BINARY[2] ~{%d}" % len(attachment))
+        assert hashlib.sha256(got[1]).digest() == hashlib.sha256(attachment).digest()
+        assert increase <= 2 * len(message), f"BINARY: peak grew {increase / len(message):.2f}x"
+        del data, got
+        baseline = _reset_peak(pid)
+        typ, data = client.fetch("1", "(BODY.PEEK[])")
+        increase = _peak(pid) - baseline
+        assert typ == "OK" and isinstance(data[0], tuple)
+        body = data[0][1]
+        assert hashlib.sha256(body[len(body) - len(message) :]).digest() == (
+            hashlib.sha256(message).digest()
+        )
+        assert increase <= 2 * len(message), f"BODY[]: peak grew {increase / len(message):.2f}x"
+        # the header alone, read without the rest of the message
+        typ, data = client.fetch("1", "(BODY.PEEK[HEADER])")
+        assert typ == "OK" and isinstance(data[0], tuple)
+        assert data[0][1] == body[: body.index(b"\r\n\r\n") + 4]
+        client.logout()
+    finally:
+        if client.state != "LOGOUT":
+            client.shutdown()
