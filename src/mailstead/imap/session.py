@@ -506,7 +506,11 @@ class ImapSession:
             return Action.NONE
         boxes = {m.name: m for m in await self.store.list_mailboxes(account.id)}
         subscribed = set(await self.store.list_subscriptions(account.id))
-        regexes = [names.pattern_regex(cmd.reference, p) for p in cmd.patterns]
+        try:
+            regexes = names.compile_patterns(cmd.reference, cmd.patterns)
+        except names.BadPattern as exc:
+            self._no(tag, str(exc), r.code("LIMIT"))
+            return Action.NONE
         only_subscribed = "SUBSCRIBED" in cmd.selection
         only_special = "SPECIAL-USE" in cmd.selection
         show_special = (not cmd.extended) or "SPECIAL-USE" in cmd.returns or only_special
@@ -563,7 +567,11 @@ class ImapSession:
     async def cmd_lsub(self, tag: str, cmd: c.Lsub) -> Action:
         account = self._account()
         boxes = {m.name for m in await self.store.list_mailboxes(account.id)}
-        rx = names.pattern_regex(cmd.reference, cmd.pattern)
+        try:
+            rx = names.compile_pattern(cmd.reference, cmd.pattern)
+        except names.BadPattern as exc:
+            self._no(tag, str(exc), r.code("LIMIT"))
+            return Action.NONE
         subscribed = set(await self.store.list_subscriptions(account.id))
         # RFC 3501 §6.3.9: with %, an unsubscribed parent of subscribed names is listed
         # as \Noselect
