@@ -13,7 +13,13 @@ import re
 from typing import NamedTuple
 
 from mailstead.message.addresses import parse_address_list
-from mailstead.message.headers import decode_header_value, parse_header_fields
+from mailstead.message.headers import (
+    charset_codec,
+    decode_header_value,
+    decode_text,
+    parse_header_fields,
+    storable,
+)
 from mailstead.message.mime import MimePart
 from mailstead.message.parse import ParsedMessage
 
@@ -44,9 +50,9 @@ def header_values(raw: bytes, header_end: int, start: int = 0) -> dict[str, list
         if name in ADDRESS_FIELDS:
             for address in parse_address_list(field.value):
                 if address.local and address.domain:
-                    values.append(f"{address.local}@{address.domain}".casefold())
+                    values.append(storable(f"{address.local}@{address.domain}").casefold())
                 if address.name:
-                    values.append(address.name.casefold())
+                    values.append(storable(address.name).casefold())
     return headers
 
 
@@ -87,11 +93,7 @@ def body_text(raw: bytes, root: MimePart, *, embedded_headers: bool = False) -> 
                 data = quopri.decodestring(data)
         except (binascii.Error, ValueError):
             pass
-        charset = part.param("charset") or "utf-8"
-        try:
-            pieces.append(data.decode(charset, errors="replace"))
-        except LookupError:
-            pieces.append(data.decode("utf-8", errors="replace"))
+        pieces.append(decode_text(data, charset_codec(part.param("charset") or "utf-8")))
     return "\n".join(pieces)
 
 
