@@ -101,3 +101,12 @@ def test_searchable_text_never_raises(raw: bytes) -> None:
         for text in values:
             _storable(text)
     _storable(body_text(raw, parsed.root, embedded_headers=True))
+
+
+def test_searchable_text_has_no_nul() -> None:
+    """FTS5 stops at a NUL: the index must not lose what follows one."""
+    raw = b"Subject: =?x\x00y?q?a?= quarterly\r\n\r\nbody \x00 marmalade\r\n"
+    found = searchable(raw, parse_message(raw))
+    for text in (found.headers, found.body, *found.fields):
+        assert "\x00" not in text
+    assert "quarterly" in found.fields[0] and "marmalade" in found.body

@@ -220,6 +220,13 @@ class ImapSession:
         except MailboxGone:
             self._send(r.untagged("BYE", "Selected mailbox was deleted"))
             return Action.LOGOUT
+        except Exception:  # a bug or bad data in one command must not end the session
+            log.error("imap.command_failed", exc_info=True, extra={"fields": {
+                "client": self.peer, "command": command.NAME,
+                "user": self.account.address if self.account else None}})  # fmt: skip
+            # RFC 5530 §3: SERVERBUG, the server encountered a bug in itself
+            self._no(tag, "Internal error, the command was not completed", r.code("SERVERBUG"))
+            return Action.NONE
         return action
 
     # -- any state -------------------------------------------------------------------------------

@@ -125,5 +125,13 @@ def searchable(raw: bytes, parsed: ParsedMessage) -> Searchable:
     # a prefilter for HEADER keys (they are checked against the top-level header), and TEXT
     # needs them.
     inner = body_text(raw, parsed.root, embedded_headers=True).casefold()
-    fields = tuple("\n".join(headers.get(name, ())) for name in INDEXED_FIELDS)
-    return Searchable(header_text + "\n" + inner, body_text(raw, parsed.root).casefold(), fields)
+    fields = tuple(_no_nul("\n".join(headers.get(name, ()))) for name in INDEXED_FIELDS)
+    return Searchable(
+        _no_nul(header_text + "\n" + inner), _no_nul(body_text(raw, parsed.root).casefold()), fields
+    )
+
+
+def _no_nul(text: str) -> str:
+    # FTS5 stops tokenizing at a NUL; a search string never holds one (IMAP strings cannot), so
+    # replacing it keeps every substring a search can ask for
+    return text.replace("\x00", "\ufffd")

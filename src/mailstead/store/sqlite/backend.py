@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -60,6 +61,8 @@ from mailstead.store.sqlite.writer import GroupCommitWriter
 
 T = TypeVar("T")
 
+log = logging.getLogger("mailstead.store")
+
 CODEC_RAW = 0
 CODEC_ZSTD = 1
 
@@ -67,6 +70,10 @@ CODEC_ZSTD = 1
 # microseconds, less than handing the work to a thread (which, under the GIL, buys no parallelism).
 # Larger ones go to a reader thread so the event loop never stalls on them.
 INLINE_PREPARE_LIMIT = 64 * 1024
+
+# A message the indexer cannot extract text from is retried after this, doubling up to a day.
+INDEX_RETRY_FIRST = 300  # seconds
+INDEX_RETRY_MAX = 86400
 
 _ACCOUNT_COLUMNS = (
     "a.id, d.name, a.localpart, a.password_hash, a.quota, a.used, a.role, a.enabled, a.created"
@@ -136,6 +143,9 @@ class SQLiteStore:
         self._mailbox_rows: dict[tuple[int, str], tuple[int, MailboxInfo]] = {}
         self._probe: sqlite3.Connection | None = None
         self._version_now: int | None = None  # data_version in this turn of the loop
+        # How the indexer turns a message into searchable text (replaceable, e.g. by a test
+        # that needs a message whose extraction fails).
+        self.extract_text: Callable[[bytes], Searchable] = _searchable_text
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -1013,24 +1023,45 @@ class SQLiteStore:
         return result
 
     async def index_pending(self, limit: int = 256) -> int:
-        def pending(conn: sqlite3.Connection) -> list[tuple[int, int, bytes]]:
-            rows = conn.execute(
-                "SELECT id, codec, data FROM blobs WHERE indexed = 0 ORDER BY id LIMIT ?", (limit,)
-            )
-            return [(blob_id, codec, bytes(data)) for blob_id, codec, data in rows]
+        """Index up to ``limit`` blobs. A blob whose text cannot be extracted is logged
+        (``store.index_failed``) and set aside until ``index_retry_at``, with a backoff doubling
+        from INDEX_RETRY_FIRST to INDEX_RETRY_MAX; the rest of the batch goes on. Until it is
+        indexed, SEARCH reads the message itself, as for any message not indexed yet."""
+        now = int(time.time())
 
-        def extract(rows: list[tuple[int, int, bytes]]) -> list[tuple[int, Searchable]]:
-            out = []
-            for blob_id, codec, data in rows:
-                raw = decode_blob(codec, data)
-                out.append((blob_id, searchable(raw, parse_message(raw))))
-            return out
+        def pending(conn: sqlite3.Connection) -> list[tuple[int, int, bytes, int]]:
+            rows = conn.execute(
+                "SELECT id, codec, data, index_failures FROM blobs WHERE indexed = 0"
+                " AND index_retry_at <= ? ORDER BY id LIMIT ?",
+                (now, limit),
+            )
+            return [(blob_id, codec, bytes(data), fails) for blob_id, codec, data, fails in rows]
+
+        extract_text = self.extract_text
+
+        def extract(
+            rows: list[tuple[int, int, bytes, int]],
+        ) -> tuple[list[tuple[int, Searchable]], list[tuple[int, int]]]:
+            done, failed = [], []
+            for blob_id, codec, data, failures in rows:
+                try:
+                    done.append((blob_id, extract_text(decode_blob(codec, data))))
+                except Exception:  # one message must not stop the index for everyone
+                    retry = min(INDEX_RETRY_FIRST << min(failures, 20), INDEX_RETRY_MAX)
+                    log.warning(
+                        "store.index_failed",
+                        exc_info=True,
+                        extra={"fields": {"blob": blob_id, "failures": failures + 1,
+                                          "retry_in": retry}},
+                    )  # fmt: skip
+                    failed.append((blob_id, now + retry))
+            return done, failed
 
         rows = await self._read(pending)
         if not rows:
             return 0
         loop = asyncio.get_running_loop()
-        texts = await loop.run_in_executor(self._readers, extract, rows)
+        texts, failed = await loop.run_in_executor(self._readers, extract, rows)
 
         def job(conn: sqlite3.Connection) -> None:
             for blob_id, text in texts:
@@ -1043,6 +1074,12 @@ class SQLiteStore:
                         " to_addr, cc, bcc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (blob_id, text.headers, text.body, *text.fields),
                     )
+            for blob_id, retry_at in failed:
+                conn.execute(
+                    "UPDATE blobs SET index_failures = index_failures + 1, index_retry_at = ?"
+                    " WHERE id = ? AND indexed = 0",
+                    (retry_at, blob_id),
+                )
 
         await self._write(job)
         return len(rows)
@@ -1606,6 +1643,10 @@ def _address_text(addresses: Iterable[Any]) -> str:
         name = getattr(address, "name", None)
         parts.append(f"{name} <{mailbox}>" if name else mailbox)
     return ", ".join(parts)
+
+
+def _searchable_text(raw: bytes) -> Searchable:
+    return searchable(raw, parse_message(raw))
 
 
 def decode_blob(codec: int, data: bytes) -> bytes:
