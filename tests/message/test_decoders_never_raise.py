@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mailstead.message import parse_message
-from mailstead.message.headers import decode_header_value
+from mailstead.message.headers import charset_codec, decode_header_value, decode_text
 from mailstead.message.text import body_text, header_values, searchable
 
 # charsets that trip a naive decoder: a NUL, codecs that are not text encodings, codecs that
@@ -110,3 +110,12 @@ def test_searchable_text_has_no_nul() -> None:
     for text in (found.headers, found.body, *found.fields):
         assert "\x00" not in text
     assert "quarterly" in found.fields[0] and "marmalade" in found.body
+
+
+@settings(max_examples=1500, deadline=None)
+@given(name=st.one_of(st.text(max_size=20), st.binary(max_size=20)), data=st.binary(max_size=40))
+@example(name="x\x00y", data=b"a")
+@example(name="\ud800", data=b"\xff")
+def test_charset_lookup_and_decoding_never_raise(name: str | bytes, data: bytes) -> None:
+    codec = charset_codec(name)
+    _storable(decode_text(data, codec))
