@@ -3,6 +3,7 @@ it replaced answered (the reference below is the old ``pattern_regex``, kept as 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -95,3 +96,41 @@ def test_adversarial_patterns_take_linear_time(pattern: str) -> None:
     started = time.process_time()
     assert not matcher.match(name)
     assert time.process_time() - started < 2.0
+
+
+def test_matching_many_names_yields_to_the_event_loop() -> None:
+    """A LIST over many long names with many long patterns gives other connections their
+    turn: the event loop runs between slices of the work."""
+    patterns = names.compile_patterns(
+        "", [("*a%a" * 500)[: names.MAX_PATTERN_LENGTH - 1] + "X"] * names.MAX_PATTERNS
+    )
+    candidates = ["a" * names.MAX_NAME_LENGTH + str(i) for i in range(5)] + ["aX", "b"]
+
+    async def main() -> tuple[set[str], int]:
+        ticks = 0
+
+        async def other_connection() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(other_connection())
+        await asyncio.sleep(0)
+        try:
+            found = await names.matching(patterns, candidates)
+        finally:
+            task.cancel()
+        return found, ticks
+
+    found, ticks = asyncio.run(main())
+    assert found == set()
+    # between two turns of the loop: at most WORK_SLICE and one more match
+    costs = [p.cost(n) for p in patterns for n in candidates]
+    assert ticks >= sum(costs) // (names.WORK_SLICE + max(costs)) > 100
+
+
+def test_matching_agrees_with_match() -> None:
+    patterns = names.compile_patterns("", ["a/%", "INBOX"])
+    candidates = ["a/b", "a/b/c", "inbox", "b"]
+    assert asyncio.run(names.matching(patterns, candidates)) == {"a/b", "inbox"}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 DELIMITER = "/"
@@ -13,6 +14,9 @@ MAX_DEPTH = 32  # hierarchy levels
 # pattern could only match through wildcards that match nothing
 MAX_PATTERN_LENGTH = 2 * MAX_NAME_LENGTH
 MAX_PATTERNS = 64  # patterns of one LIST (RFC 5258 allows a list): each is tried on every name
+# matching work (characters times 64-position words of the pattern) between two yields to the
+# event loop: a LIST over many long names with long patterns never blocks other connections
+WORK_SLICE = 20_000
 
 
 class BadName(ValueError):
@@ -77,7 +81,9 @@ class Pattern:
     ``str.find`` (the leftmost occurrence of each segment is always a right choice); one with
     ``%`` runs a bit-parallel NFA (one bit per pattern position, Python integers)."""
 
-    __slots__ = ("_accept", "_any", "_inbox", "_literals", "_no_delim", "_segments", "_start")
+    __slots__ = (
+        "_accept", "_any", "_inbox", "_literals", "_no_delim", "_segments", "_start", "_words",
+    )  # fmt: skip
 
     def __init__(self, full: str) -> None:
         self._inbox = full[:5].upper() == "INBOX" and not any(c in full[:5] for c in "*%")
@@ -105,7 +111,14 @@ class Pattern:
         self._any = any_mask
         self._no_delim = no_delim
         self._accept = 1 << len(tokens)
+        self._words = 1 + len(tokens) // 64
         self._start = self._closure(1)
+
+    def cost(self, name: str) -> int:
+        """About how much work matching ``name`` takes (see WORK_SLICE)."""
+        if self._segments is not None:
+            return 1 + len(name) // 64  # str.find and friends run in C
+        return 1 + len(name) * self._words
 
     def _closure(self, states: int) -> int:
         # a wildcard may match nothing; never two wildcards in a row, so one step suffices
@@ -160,3 +173,20 @@ def compile_patterns(reference: str, patterns: Sequence[str]) -> list[Pattern]:
     if len(patterns) > MAX_PATTERNS:
         raise BadPattern("Too many patterns")
     return [compile_pattern(reference, p) for p in patterns]
+
+
+async def matching(patterns: Sequence[Pattern], candidates: Iterable[str]) -> set[str]:
+    """The candidates that one of ``patterns`` matches, yielding to the event loop after every
+    WORK_SLICE of work, so that matching stays off the loop's critical path however large."""
+    out: set[str] = set()
+    work = 0
+    for name in candidates:
+        for pattern in patterns:
+            work += pattern.cost(name)
+            if work >= WORK_SLICE:
+                work = 0
+                await asyncio.sleep(0)
+            if pattern.match(name):
+                out.add(name)
+                break
+    return out

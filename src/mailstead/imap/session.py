@@ -531,8 +531,9 @@ class ImapSession:
                 set(candidates) | {p for n in subscribed for p in names.parents(n)},
                 key=_list_order,
             )
+        matched = await names.matching(regexes, set(candidates) | subscribed)
         for name in candidates:
-            if not any(rx.match(name) for rx in regexes):
+            if name not in matched:
                 continue
             box = boxes.get(name)
             childinfo = b""
@@ -541,7 +542,7 @@ class ImapSession:
                 # passes it and is not itself listed gets CHILDINFO
                 prefix = name + names.DELIMITER
                 if not recursive or not any(
-                    s.startswith(prefix) and not any(rx.match(s) for rx in regexes)
+                    s.startswith(prefix) and s not in matched
                     for s in subscribed
                 ):
                     continue
@@ -580,17 +581,19 @@ class ImapSession:
             self._no(tag, str(exc), r.code("LIMIT"))
             return Action.NONE
         subscribed = set(await self.store.list_subscriptions(account.id))
+        matched = await names.matching([rx], subscribed)
         # RFC 3501 §6.3.9: with %, an unsubscribed parent of subscribed names is listed
         # as \Noselect
         parents = {
             p
             for n in subscribed
-            if not rx.match(n)
+            if n not in matched
             for p in names.parents(n)
             if p not in subscribed
         }
+        matched |= await names.matching([rx], parents)
         for name in sorted(subscribed | parents, key=_list_order):
-            if rx.match(name):
+            if name in matched:
                 attrs = [] if name in boxes and name not in parents else ["\\Noselect"]
                 self._send(
                     r.untagged(
