@@ -21,10 +21,11 @@ absurd (more than ``ABSURD_FACTOR`` times ``max_literal_hint``): then `Fatal`.
 Bounds: the text of a command, literals excluded, is at most ``max_line`` octets (past it the
 rest of the line is discarded as it streams and the command is `Rejected`); literal octets are
 kept only once accepted, so the judge bounds them; unread input is the caller's to bound. When
-``max_command`` is set (before login), the whole command, text and literals, and every plain
-line are bounded by it too: a synchronising literal that would cross it is `Rejected` (``BAD
-[TOOBIG]``, never sent), a non-synchronising one is `Fatal` after the same tagged refusal (its
-octets are on their way; RFC 7888 §4 lets the server close, as Dovecot's login does).
+``max_literals`` is set (before login), the literal octets of one command together, and every
+plain line, are bounded by it too: a synchronising literal that would cross it is `Rejected`
+(``BAD [TOOBIG]``, never sent), a non-synchronising one is `Fatal` after the same tagged
+refusal (its octets are on their way; RFC 7888 §4 lets the server close, as Dovecot's login
+does). A command is then at most ``max_line + max_literals`` octets.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ class CommandReceiver:
         self.max_line = max_line
         self.max_literal_hint = max_literal_hint  # for the absurd-size rule
         self.literal_minus = literal_minus
-        self.max_command: int | None = None  # text + literals of one command, and a plain line
+        self.max_literals: int | None = None  # literals of one command, and a plain line
         self._buf = bytearray()
         self._pos = 0
         self._mode = _Mode.LINE
@@ -176,7 +177,7 @@ class CommandReceiver:
                 self._pos = nl + 1
                 self._mode = _Mode.LINE
                 continue
-            limit = min(self.max_line, self.max_command or self.max_line) + 2
+            limit = min(self.max_line, self.max_literals or self.max_line) + 2
             nl = self._buf.find(b"\n", self._pos, self._pos + limit)
             if nl == -1:
                 if self.unread >= limit:
@@ -222,8 +223,6 @@ class CommandReceiver:
                 continue
             # LINE
             allowance = self.max_line - self._line_len
-            if self.max_command is not None:
-                allowance = min(allowance, self.max_command - self._line_len - self._kept)
             nl = buf.find(b"\n", self._pos, self._pos + allowance + 2)
             if nl == -1:
                 if len(buf) - self._pos < allowance + 2:
@@ -270,8 +269,8 @@ class CommandReceiver:
         sync = not m.group(3)
         refusal: Refusal | None = None
         tag = _tag(self._first)
-        limit = self.max_command
-        if limit is not None and self._line_len + self._kept + size > limit:
+        limit = self.max_literals
+        if limit is not None and self._kept + size > limit:
             refusal = Refusal("BAD", "Command too large before login", b"[TOOBIG]")
             self._reset()
             return Rejected(tag, refusal) if sync else Fatal("Too much input", tag, refusal)
