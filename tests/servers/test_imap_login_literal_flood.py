@@ -1,6 +1,6 @@
 """Memory exhaustion before login (issue 11): ``a LOGIN {65536+}`` followed by hundreds of
 64 KiB literals made the server buffer ~44 MB per unauthenticated connection (8 connections:
-418 MB RSS). Before login a command is now capped at 8 KiB, text and literals together."""
+418 MB RSS). Before login the literals of a command are now capped at 8 KiB together."""
 
 from __future__ import annotations
 
