@@ -231,6 +231,13 @@ class ImapSession:
         except MailboxGone:
             self._send(r.untagged("BYE", "Selected mailbox was deleted"))
             return Action.LOGOUT
+        except Exception:  # a bug or bad data in one command must not end the session
+            log.error("imap.command_failed", exc_info=True, extra={"fields": {
+                "client": self.peer, "command": command.NAME,
+                "user": self.account.address if self.account else None}})  # fmt: skip
+            # RFC 5530 §3: SERVERBUG, the server encountered a bug in itself
+            self._no(tag, "Internal error, the command was not completed", r.code("SERVERBUG"))
+            return Action.NONE
         return action
 
     # -- any state -------------------------------------------------------------------------------
@@ -494,7 +501,11 @@ class ImapSession:
             return Action.NONE
         boxes = {m.name: m for m in await self.store.list_mailboxes(account.id)}
         subscribed = set(await self.store.list_subscriptions(account.id))
-        regexes = [names.pattern_regex(cmd.reference, p) for p in cmd.patterns]
+        try:
+            regexes = names.compile_patterns(cmd.reference, cmd.patterns)
+        except names.BadPattern as exc:
+            self._no(tag, str(exc), r.code("LIMIT"))
+            return Action.NONE
         only_subscribed = "SUBSCRIBED" in cmd.selection
         only_special = "SPECIAL-USE" in cmd.selection
         show_special = (not cmd.extended) or "SPECIAL-USE" in cmd.returns or only_special
@@ -508,8 +519,9 @@ class ImapSession:
                 set(candidates) | {p for n in subscribed for p in names.parents(n)},
                 key=_list_order,
             )
+        matched = await names.matching(regexes, set(candidates) | subscribed)
         for name in candidates:
-            if not any(rx.match(name) for rx in regexes):
+            if name not in matched:
                 continue
             box = boxes.get(name)
             childinfo = b""
@@ -518,7 +530,7 @@ class ImapSession:
                 # passes it and is not itself listed gets CHILDINFO
                 prefix = name + names.DELIMITER
                 if not recursive or not any(
-                    s.startswith(prefix) and not any(rx.match(s) for rx in regexes)
+                    s.startswith(prefix) and s not in matched
                     for s in subscribed
                 ):
                     continue
@@ -551,19 +563,25 @@ class ImapSession:
     async def cmd_lsub(self, tag: str, cmd: c.Lsub) -> Action:
         account = self._account()
         boxes = {m.name for m in await self.store.list_mailboxes(account.id)}
-        rx = names.pattern_regex(cmd.reference, cmd.pattern)
+        try:
+            rx = names.compile_pattern(cmd.reference, cmd.pattern)
+        except names.BadPattern as exc:
+            self._no(tag, str(exc), r.code("LIMIT"))
+            return Action.NONE
         subscribed = set(await self.store.list_subscriptions(account.id))
+        matched = await names.matching([rx], subscribed)
         # RFC 3501 §6.3.9: with %, an unsubscribed parent of subscribed names is listed
         # as \Noselect
         parents = {
             p
             for n in subscribed
-            if not rx.match(n)
+            if n not in matched
             for p in names.parents(n)
             if p not in subscribed
         }
+        matched |= await names.matching([rx], parents)
         for name in sorted(subscribed | parents, key=_list_order):
-            if rx.match(name):
+            if name in matched:
                 attrs = [] if name in boxes and name not in parents else ["\\Noselect"]
                 self._send(
                     r.untagged(

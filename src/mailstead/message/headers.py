@@ -22,11 +22,14 @@ from dataclasses import dataclass
 __all__ = [
     "MAX_NAME_LEN",
     "HeaderField",
+    "charset_codec",
     "decode_header_value",
+    "decode_text",
     "get_all",
     "get_header",
     "parse_header_fields",
     "split_header_body",
+    "storable",
     "unfold",
 ]
 
@@ -192,17 +195,49 @@ def _ew_payload(enc: bytes, text: bytes) -> bytes | None:
     return _Q_HEX.sub(lambda m: bytes((int(m.group(1), 16),)), text.replace(b"_", b" "))
 
 
-def _charset(name: bytes) -> str | None:
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_MAX_CHARSET = 64  # IANA charset names are at most 40 characters (RFC 2978 §2.3)
+
+
+def charset_codec(name: bytes | str) -> str | None:
+    """The Python text codec for a MIME charset name, or None when there is none (unknown
+    names, names with NUL or non-ASCII characters, codecs that are not text encodings)."""
     try:
-        cs = name.decode("ascii")
-        codecs.lookup(cs)
-    except (UnicodeDecodeError, LookupError):
+        cs = name.decode("ascii") if isinstance(name, bytes) else name
+        if not cs or len(cs) > _MAX_CHARSET or not cs.isascii() or "\x00" in cs:
+            return None
+        codec = codecs.lookup(cs).name
+        b"".decode(codec)  # LookupError for bytes-to-bytes codecs (base64, zlib, rot13 ...)
+    except (UnicodeError, LookupError, ValueError, TypeError):
         return None
-    return cs
+    return codec
+
+
+def decode_text(data: bytes, codec: str | None) -> str:
+    """``data`` decoded with ``codec`` (from `charset_codec`; None: UTF-8), never raising:
+    undecodable octets become U+FFFD, and so does everything when the codec fails as a whole
+    (some refuse the replace handler). The result has no lone surrogates (see `storable`)."""
+    try:
+        text = data.decode(codec or "utf-8", "replace")
+    except (UnicodeError, LookupError, ValueError, TypeError):
+        text = data.decode("utf-8", "replace")
+    return storable(text)
+
+
+def storable(text: str) -> str:
+    """``text`` without lone surrogates, which UTF-8 (and so SQLite) refuses: surrogate escapes
+    of undecodable octets are decoded as UTF-8 with replacement, other surrogates are U+FFFD."""
+    if _SURROGATE.search(text) is None:
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
 
 
 def decode_header_value(value: bytes) -> str:
-    """Unfold and decode RFC 2047 encoded words (B and Q, any charset Python knows).
+    """Unfold and decode RFC 2047 encoded words (B and Q, any charset Python knows); never
+    raises, and the result has no lone surrogates.
 
     Adjacent encoded words separated only by whitespace are joined (and consecutive words
     in the same charset are decoded together, so a character split across words survives);
@@ -220,12 +255,12 @@ def decode_header_value(value: bytes) -> str:
     def flush() -> None:
         nonlocal pending_cs
         if pending_cs is not None:
-            out.append(pending.decode(pending_cs, "replace"))
+            out.append(decode_text(bytes(pending), pending_cs))
             pending.clear()
             pending_cs = None
 
     for m in _EW_RE.finditer(data):
-        cs = _charset(m.group(1))
+        cs = charset_codec(m.group(1))
         payload = _ew_payload(m.group(2), m.group(3)) if cs is not None else None
         if cs is None or payload is None:
             continue  # invalid: stays part of the surrounding literal text
@@ -234,7 +269,7 @@ def decode_header_value(value: bytes) -> str:
             flush()
             if between:
                 out.append(_text(between))
-        if pending_cs is not None and codecs.lookup(pending_cs) != codecs.lookup(cs):
+        if pending_cs is not None and pending_cs != cs:
             flush()
         pending_cs = cs
         pending += payload

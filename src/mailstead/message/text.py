@@ -13,7 +13,13 @@ import re
 from typing import NamedTuple
 
 from mailstead.message.addresses import parse_address_list
-from mailstead.message.headers import decode_header_value, parse_header_fields
+from mailstead.message.headers import (
+    charset_codec,
+    decode_header_value,
+    decode_text,
+    parse_header_fields,
+    storable,
+)
 from mailstead.message.mime import MimePart
 from mailstead.message.parse import ParsedMessage
 
@@ -44,9 +50,9 @@ def header_values(raw: bytes, header_end: int, start: int = 0) -> dict[str, list
         if name in ADDRESS_FIELDS:
             for address in parse_address_list(field.value):
                 if address.local and address.domain:
-                    values.append(f"{address.local}@{address.domain}".casefold())
+                    values.append(storable(f"{address.local}@{address.domain}").casefold())
                 if address.name:
-                    values.append(address.name.casefold())
+                    values.append(storable(address.name).casefold())
     return headers
 
 
@@ -87,11 +93,7 @@ def body_text(raw: bytes, root: MimePart, *, embedded_headers: bool = False) -> 
                 data = quopri.decodestring(data)
         except (binascii.Error, ValueError):
             pass
-        charset = part.param("charset") or "utf-8"
-        try:
-            pieces.append(data.decode(charset, errors="replace"))
-        except LookupError:
-            pieces.append(data.decode("utf-8", errors="replace"))
+        pieces.append(decode_text(data, charset_codec(part.param("charset") or "utf-8")))
     return "\n".join(pieces)
 
 
@@ -123,5 +125,13 @@ def searchable(raw: bytes, parsed: ParsedMessage) -> Searchable:
     # a prefilter for HEADER keys (they are checked against the top-level header), and TEXT
     # needs them.
     inner = body_text(raw, parsed.root, embedded_headers=True).casefold()
-    fields = tuple("\n".join(headers.get(name, ())) for name in INDEXED_FIELDS)
-    return Searchable(header_text + "\n" + inner, body_text(raw, parsed.root).casefold(), fields)
+    fields = tuple(_no_nul("\n".join(headers.get(name, ()))) for name in INDEXED_FIELDS)
+    return Searchable(
+        _no_nul(header_text + "\n" + inner), _no_nul(body_text(raw, parsed.root).casefold()), fields
+    )
+
+
+def _no_nul(text: str) -> str:
+    # FTS5 stops tokenizing at a NUL; a search string never holds one (IMAP strings cannot), so
+    # replacing it keeps every substring a search can ask for
+    return text.replace("\x00", "\ufffd")

@@ -182,6 +182,14 @@ class Pop3Session:
             else:
                 self._err(*TEMPORARY)
             return Action.NONE
+        except Exception:  # a bug or bad data in one command must not end the session
+            log.error("pop3.command_failed", exc_info=True, extra={"fields": {
+                "client": self.peer, "user": self.stats.user}})  # fmt: skip
+            if self.account is None:  # a failed login attempt starts over
+                self._sasl = self._sasl_success = None
+                self.core.set_state(State.AUTHORIZATION)
+            self._err(*TEMPORARY)
+            return Action.NONE
 
     def close(self) -> None:
         """The connection is gone (QUIT or not): give up the maildrop. Nothing is deleted

@@ -61,6 +61,7 @@ from mailstead.protocols.smtp import (
     MailFrom,
     MessageAborted,
     MessageComplete,
+    ProtocolError,
     Quit,
     RcptTo,
     Reply,
@@ -510,10 +511,13 @@ class SMTPSession(StreamSession):
                 tx.spf = self._start_spf(helo, event.reverse_path)
                 core.accept()
             elif isinstance(event, RcptTo):
-                await self._rcpt(core, tx, event)
+                await self._guarded(core, self._rcpt(core, tx, event), _TEMP_FAILURE)
             elif isinstance(event, MessageComplete):
                 await self._flush(core)
-                await self._complete_in_budget(core, tx, helo)
+                if not await self._guarded(
+                    core, self._complete_in_budget(core, tx, helo), _TEMP_FAILURE
+                ):
+                    tx.reset(state.spool_dir)
                 self.in_transaction = False
                 if state.shutting_down:
                     core.close(_SHUTTING_DOWN, "shutdown")
@@ -523,11 +527,12 @@ class SMTPSession(StreamSession):
                 self._abort(tx, "reset")
                 self.in_transaction = False
             elif isinstance(event, AuthStart):
-                await self._auth_start(core, event)
+                await self._guarded(core, self._auth_start(core, event), replies.AUTH_TEMP_FAILURE)
             elif isinstance(event, AuthResponse):
                 exchange = self._exchange
                 assert exchange is not None, "AuthResponse without an exchange"
-                await self._auth_step(exchange, exchange.respond(event))
+                step = self._auth_step(exchange, exchange.respond(event))
+                await self._guarded(core, step, replies.AUTH_TEMP_FAILURE)
             elif isinstance(event, AuthAborted):
                 if self._exchange is not None and not self._exchange.done:
                     self._exchange.login.cancel(event.reason, malformed=True)
@@ -547,6 +552,21 @@ class SMTPSession(StreamSession):
                 await self._flush(core)
                 self._abort(tx, "closed")
                 return
+
+    async def _guarded(self, core: ServerCore, step: Awaitable[None], failure: Reply) -> bool:
+        """Await one command's handling. An unexpected exception is logged and, when the core
+        still awaits the answer, answered with ``failure`` (a 4xx: mail that was not committed
+        is never acknowledged); the session goes on. False when it failed."""
+        try:
+            await step
+        except Exception:
+            log.error("smtp.command_failed", exc_info=True, extra={"fields": {
+                "client": self.peer_ip, "session": self.session_id}})  # fmt: skip
+            self._exchange = None
+            with contextlib.suppress(ProtocolError):  # no answer owed: it was given already
+                core.reply(failure)
+            return False
+        return True
 
     # -- AUTH (submission) -------------------------------------------------------------------------
     def _login_service(self) -> LoginService:

@@ -401,7 +401,8 @@ class Authenticate(Command):
 
 @dataclass(frozen=True, slots=True)
 class Login(Command):
-    """Credentials as UTF-8; octets that are not UTF-8 are kept as surrogate escapes."""
+    """Credentials as UTF-8; octets that are not UTF-8 are U+FFFD (no account has such a
+    name, and passwords are stored as Unicode)."""
 
     NAME: ClassVar[str] = "LOGIN"
     username: str

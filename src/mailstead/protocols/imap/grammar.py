@@ -494,9 +494,10 @@ def _authenticate(p: _Parser) -> c.Command:
 
 def _login(p: _Parser) -> c.Command:
     p.sp()
-    user = p.text(p.astring("user name"))
+    # octets that are not UTF-8 become U+FFFD: the login then fails like any other
+    user = p.astring("user name").decode("utf-8", "replace")
     p.sp()
-    password = p.text(p.astring("password"))
+    password = p.astring("password").decode("utf-8", "replace")
     p.done()
     return c.Login(user, password)
 

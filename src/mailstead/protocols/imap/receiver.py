@@ -20,7 +20,12 @@ absurd (more than ``ABSURD_FACTOR`` times ``max_literal_hint``): then `Fatal`.
 
 Bounds: the text of a command, literals excluded, is at most ``max_line`` octets (past it the
 rest of the line is discarded as it streams and the command is `Rejected`); literal octets are
-kept only once accepted, so the judge bounds them; unread input is the caller's to bound.
+kept only once accepted, so the judge bounds them; unread input is the caller's to bound. When
+``max_literals`` is set (before login), the literal octets of one command together, and every
+plain line, are bounded by it too: a synchronising literal that would cross it is `Rejected`
+(``BAD [TOOBIG]``, never sent), a non-synchronising one is `Fatal` after the same tagged
+refusal (its octets are on their way; RFC 7888 §4 lets the server close, as Dovecot's login
+does). A command is then at most ``max_line + max_literals`` octets.
 """
 
 from __future__ import annotations
@@ -81,7 +86,11 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class Fatal:
+    """Send ``* BYE text`` and close; first the tagged ``refusal`` when there is one."""
+
     text: str
+    tag: str | None = None
+    refusal: Refusal | None = None
 
 
 Outcome = Complete | Continue | Rejected | Fatal
@@ -104,6 +113,7 @@ class CommandReceiver:
         self.max_line = max_line
         self.max_literal_hint = max_literal_hint  # for the absurd-size rule
         self.literal_minus = literal_minus
+        self.max_literals: int | None = None  # literals of one command, and a plain line
         self._buf = bytearray()
         self._pos = 0
         self._mode = _Mode.LINE
@@ -167,7 +177,7 @@ class CommandReceiver:
                 self._pos = nl + 1
                 self._mode = _Mode.LINE
                 continue
-            limit = self.max_line + 2
+            limit = min(self.max_line, self.max_literals or self.max_line) + 2
             nl = self._buf.find(b"\n", self._pos, self._pos + limit)
             if nl == -1:
                 if self.unread >= limit:
@@ -221,7 +231,9 @@ class CommandReceiver:
                 first = self._first or bytes(buf[self._pos : self._pos + 256])
                 doomed = self._doomed
                 self._mode = _Mode.LONG_LINE
-                self._tail = bytes(buf[self._pos + allowance - _TAIL : self._pos + allowance + 2])
+                self._tail = bytes(
+                    buf[max(self._pos, self._pos + allowance - _TAIL) : self._pos + allowance + 2]
+                )
                 self._pos += allowance + 2
                 self._cmd = bytearray()
                 self._doomed = True
@@ -256,11 +268,16 @@ class CommandReceiver:
         size = int(m.group(2))
         sync = not m.group(3)
         refusal: Refusal | None = None
+        tag = _tag(self._first)
+        limit = self.max_literals
+        if limit is not None and self._kept + size > limit:
+            refusal = Refusal("BAD", "Command too large before login", b"[TOOBIG]")
+            self._reset()
+            return Rejected(tag, refusal) if sync else Fatal("Too much input", tag, refusal)
         if not sync and self.literal_minus and size > LITERAL_MINUS_MAX:
             refusal = Refusal("BAD", "Non-synchronizing literal over 4096 octets", b"[TOOBIG]")
         if refusal is None:
             refusal = judge(self._first, size, self._kept, sync)
-        tag = _tag(self._first)
         if refusal is not None:
             if sync:
                 self._reset()  # the client will not send it

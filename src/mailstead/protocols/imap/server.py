@@ -39,6 +39,12 @@ most ``max_command_literals``. APPEND messages are held in memory up to those bo
 streamed. A non-synchronising literal over the limit cannot be refused before it arrives: it is
 read and discarded without being buffered and the command gets the same tagged refusal, unless
 it is more than ten times ``max_append_size``: then ``* BYE`` and close.
+
+Before login (state NOT_AUTHENTICATED) the literals of one command together, and each
+AUTHENTICATE line, are at most ``max_preauth_literals`` octets (the command text is bounded by
+``max_line`` as always), so an unauthenticated client holds little memory: a synchronising
+literal past it gets ``tag BAD [TOOBIG]`` instead of ``+``; a non-synchronising one gets the
+same and ``* BYE``, and the connection closes.
 """
 
 from __future__ import annotations
@@ -84,6 +90,9 @@ class Settings:
     max_literal: int = 64 * 1024  # one literal outside APPEND (names, search strings, passwords)
     max_append_size: int = 50 * 1024 * 1024  # one APPEND message; advertise as APPENDLIMIT
     max_command_literals: int = 50 * 1024 * 1024  # all literals of one command (MULTIAPPEND)
+    # before login, the literals of one command together, and one AUTHENTICATE line: LOGIN has
+    # two short strings, SASL responses are short (the text is bounded by max_line)
+    max_preauth_literals: int = 8 * 1024
     literal_plus: bool = True  # LITERAL+ (RFC 7888); False: LITERAL- ({n+} up to 4096 only)
     utf8_accept: bool = False  # UTF-8 mailbox names from the start (else after enable_utf8())
     max_buffered_input: int = 1024 * 1024  # unread input; the shell reads only on NEED_DATA
@@ -91,7 +100,8 @@ class Settings:
     continuation_text: str = "Ready for literal data"
 
     def __post_init__(self) -> None:
-        if min(self.max_line, self.max_literal, self.max_append_size) < 1024:
+        if min(self.max_line, self.max_literal, self.max_append_size,
+               self.max_preauth_literals) < 1024:  # fmt: skip
             raise ValueError("line and literal limits must be at least 1024 octets")
         if self.max_buffered_input < self.max_line + 2:
             raise ValueError("max_buffered_input must hold one command line")
@@ -114,6 +124,7 @@ class ServerCore:
         self._state = State.NOT_AUTHENTICATED
         self._mode = _Mode.COMMAND
         self._rx = CommandReceiver(s.max_line, s.max_append_size, literal_minus=not s.literal_plus)
+        self._rx.max_literals = s.max_preauth_literals
         self._events: deque[Event] = deque()
         self._out = bytearray()
         self._outstanding: str | None = None  # tag of the command being answered
@@ -161,7 +172,7 @@ class ServerCore:
         code = response.code("CAPABILITY", *caps) if caps else None
         self.send(response.tagged("*", "PREAUTH" if preauth else "OK", text, code))
         if preauth:
-            self._state = State.AUTHENTICATED
+            self.set_state(State.AUTHENTICATED)
 
     def send(self, data: bytes) -> None:
         """Queue response bytes (built with `response`)."""
@@ -242,6 +253,9 @@ class ServerCore:
                 r = out.refusal
                 self._refuse(out.tag, r.status, r.text, r.code)
             elif isinstance(out, Fatal):
+                if out.refusal is not None:
+                    r = out.refusal
+                    self.send(response.tagged(out.tag or "*", r.status, r.text, r.code))
                 self._bye(out.text)
 
     # --- the shell's decisions ----------------------------------------------------------------
@@ -258,6 +272,8 @@ class ServerCore:
     def set_state(self, state: State) -> None:
         """Move to ``state``; LOGOUT stops reading and yields `ConnectionClosed` ("logout")."""
         self._state = state
+        preauth = state is State.NOT_AUTHENTICATED
+        self._rx.max_literals = self._settings.max_preauth_literals if preauth else None
         if state is State.LOGOUT and self._mode is not _Mode.CLOSED:
             self._close("logout")
 

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import logging
 import os
 import sqlite3
 import tempfile
@@ -63,6 +64,8 @@ from mailstead.store.sqlite.writer import GroupCommitWriter
 
 T = TypeVar("T")
 
+log = logging.getLogger("mailstead.store")
+
 CODEC_RAW = 0
 CODEC_ZSTD = 1
 CHUNKED = 2  # added to the codec: the stored bytes are rows of blob_chunks, blobs.data is empty
@@ -76,6 +79,10 @@ INLINE_PREPARE_LIMIT = 64 * 1024
 # decompressed as they stream, so a large message costs about its size in memory, once.
 LARGE_BLOB = 1 << 20
 _CHUNK = 1 << 20
+
+# A message the indexer cannot extract text from is retried after this, doubling up to a day.
+INDEX_RETRY_FIRST = 300  # seconds
+INDEX_RETRY_MAX = 86400
 
 _ACCOUNT_COLUMNS = (
     "a.id, d.name, a.localpart, a.password_hash, a.quota, a.used, a.role, a.enabled, a.created"
@@ -146,6 +153,9 @@ class SQLiteStore:
         self._mailbox_rows: dict[tuple[int, str], tuple[int, MailboxInfo]] = {}
         self._probe: sqlite3.Connection | None = None
         self._version_now: int | None = None  # data_version in this turn of the loop
+        # How the indexer turns a message into searchable text (replaceable, e.g. by a test
+        # that needs a message whose extraction fails).
+        self.extract_text: Callable[[bytes], Searchable] = _searchable_text
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -1064,25 +1074,48 @@ class SQLiteStore:
         return result
 
     async def index_pending(self, limit: int = 256) -> int:
+        """Index up to ``limit`` blobs. A blob whose text cannot be extracted is logged
+        (``store.index_failed``) and set aside until ``index_retry_at``, with a backoff doubling
+        from INDEX_RETRY_FIRST to INDEX_RETRY_MAX; the rest of the batch goes on. Until it is
+        indexed, SEARCH reads the message itself, as for any message not indexed yet."""
+        now = int(time.time())
+
         def pending(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
             # chunked (large) contents are read one at a time by extract
             return conn.execute(
-                _BLOB_SELECT + " WHERE indexed = 0 ORDER BY id LIMIT ?", (limit,)
+                "SELECT id, codec, size, data, index_failures FROM blobs WHERE indexed = 0"
+                " AND index_retry_at <= ? ORDER BY id LIMIT ?",
+                (now, limit),
             ).fetchall()
 
-        def extract(rows: list[tuple[Any, ...]]) -> list[tuple[int, Searchable]]:
-            out = []
+        extract_text = self.extract_text
+
+        def extract(
+            rows: list[tuple[Any, ...]],
+        ) -> tuple[list[tuple[int, Searchable]], list[tuple[int, int]]]:
+            done, failed = [], []
             for row in rows:
-                raw = read_blob_row(self._reader(), row)
-                out.append((row[0], searchable(raw, parse_message(raw))))
-                del raw
-            return out
+                blob_id, failures = row[0], row[4]
+                try:
+                    raw = read_blob_row(self._reader(), row[:4])
+                    done.append((blob_id, extract_text(raw)))
+                    del raw
+                except Exception:  # one message must not stop the index for everyone
+                    retry = min(INDEX_RETRY_FIRST << min(failures, 20), INDEX_RETRY_MAX)
+                    log.warning(
+                        "store.index_failed",
+                        exc_info=True,
+                        extra={"fields": {"blob": blob_id, "failures": failures + 1,
+                                          "retry_in": retry}},
+                    )  # fmt: skip
+                    failed.append((blob_id, now + retry))
+            return done, failed
 
         rows = await self._read(pending)
         if not rows:
             return 0
         loop = asyncio.get_running_loop()
-        texts = await loop.run_in_executor(self._readers, extract, rows)
+        texts, failed = await loop.run_in_executor(self._readers, extract, rows)
 
         def job(conn: sqlite3.Connection) -> None:
             for blob_id, text in texts:
@@ -1095,6 +1128,12 @@ class SQLiteStore:
                         " to_addr, cc, bcc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (blob_id, text.headers, text.body, *text.fields),
                     )
+            for blob_id, retry_at in failed:
+                conn.execute(
+                    "UPDATE blobs SET index_failures = index_failures + 1, index_retry_at = ?"
+                    " WHERE id = ? AND indexed = 0",
+                    (retry_at, blob_id),
+                )
 
         await self._write(job)
         return len(rows)
@@ -1745,6 +1784,10 @@ def _insert_blob(
             )
             seq += 1
     return blob_id
+
+
+def _searchable_text(raw: bytes) -> Searchable:
+    return searchable(raw, parse_message(raw))
 
 
 def decode_blob(codec: int, data: bytes) -> bytes:

@@ -227,6 +227,12 @@ MIGRATIONS: tuple[str, ...] = (
         DELETE FROM blob_chunks WHERE blob_id = old.id;
     END;
     """,
+    # 12: a blob whose text could not be extracted is set aside: retried after index_retry_at
+    # (Unix time), with a backoff that grows with index_failures
+    """
+    ALTER TABLE blobs ADD COLUMN index_failures INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE blobs ADD COLUMN index_retry_at INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
