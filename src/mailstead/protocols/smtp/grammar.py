@@ -144,9 +144,10 @@ def xtext_decode(text: str) -> str:
     return _XTEXT_HEX_RE.sub(lambda m: chr(int(m.group(1), 16)), text)
 
 
-def _graphic(text: str) -> bool:
-    """RFC 3461 §4.4: an ENVID is printable (graphic) US-ASCII, octets 33-126."""
-    return all("!" <= c <= "~" for c in text)
+def _printable(text: str) -> bool:
+    """RFC 3461 §4.4: an ENVID is printable ("graphic and white space") US-ASCII: octets
+    32-126 and HT; no line break can reach the DSN."""
+    return all(" " <= c <= "~" or c == "\t" for c in text)
 
 
 def _has_control(text: str) -> bool:
@@ -268,7 +269,7 @@ def parse_mail_from(arg: str, offered: Collection[str]) -> tuple[str, MailParams
                 envid = xtext_decode(value)
             except ValueError:
                 raise GrammarError(replies.SYNTAX_ERROR) from None
-            if not _graphic(envid):  # "+0D+0A" would become a line of the DSN
+            if not _printable(envid):  # "+0D+0A" would become a line of the DSN
                 raise GrammarError(replies.BAD_ENVID)
         elif k == "AUTH":  # RFC 4954 §5: AUTH=<mailbox> or AUTH=<>, as xtext
             if value is None or len(value) > MAX_PATH_OCTETS * 3:
