@@ -130,3 +130,22 @@ def test_unreadable_message_is_set_aside_and_sessions_live_on(mail_server) -> No
         assert pop.stat()[0] == 1  # the session lives on
     finally:
         pop.quit()
+
+
+def test_failing_authenticate_answers_serverbug_and_the_session_lives_on(mail_server) -> None:
+    """A failure inside an AUTHENTICATE exchange (a corrupted account row stands in for any
+    bug) answers ``NO [SERVERBUG]`` instead of dropping the connection; LOGIN still works."""
+    server = mail_server(accounts=ACCOUNTS)
+    server.stop()
+    with db(server) as conn:
+        conn.execute("UPDATE accounts SET role = 'bogus' WHERE localpart = 'bob'")
+    server = mail_server.restart(server)
+    client = imaplib.IMAP4(*server.imap_address, timeout=30)
+    try:
+        with pytest.raises(imaplib.IMAP4.error) as failed:
+            client.authenticate("PLAIN", lambda _: b"\0bob@example.org\0bob-pw")
+        assert "[SERVERBUG]" in str(failed.value)
+        assert client.noop()[0] == "OK"  # the session lives on
+        client.login("alice@example.org", "alice-pw")
+    finally:
+        client.logout()

@@ -304,7 +304,22 @@ class ImapSession:
 
     async def authenticate_line(self, data: bytes, *, too_long: bool = False) -> Action:
         """The client's answer to our ``+`` during AUTHENTICATE: AUTHENTICATE again when the
-        exchange goes on (another ``+`` was queued)."""
+        exchange goes on (another ``+`` was queued). A failure inside ends the exchange with
+        ``NO [SERVERBUG]``, as for any command, and the session goes on."""
+        tag = self._auth_tag
+        try:
+            return await self._authenticate_line(data, too_long=too_long)
+        except Exception:
+            log.error("imap.command_failed", exc_info=True, extra={"fields": {
+                "client": self.peer, "command": "AUTHENTICATE"}})  # fmt: skip
+            exchange, self._sasl, self._sasl_success, self._auth_tag = self._sasl, None, None, None
+            if exchange is not None and not exchange.done:
+                exchange.cancel("internal error", malformed=False)
+            assert tag is not None
+            self._no(tag, "Internal error, the command was not completed", r.code("SERVERBUG"))
+            return Action.NONE
+
+    async def _authenticate_line(self, data: bytes, *, too_long: bool) -> Action:
         tag, exchange = self._auth_tag, self._sasl
         assert tag is not None
         assert exchange is not None
