@@ -91,6 +91,9 @@ def run_target(
     ]
     if runs is not None:
         cmd.append(f"-runs={runs}")
+    words = ROOT / "fuzz" / "dicts" / f"{target}.dict"
+    if words.is_file():
+        cmd.append(f"-dict={words}")
     cmd += [str(corpus), str(ROOT / "fuzz" / "corpus" / target)]
     if nice:
         cmd = ["nice", "-n", "19", *cmd]
