@@ -171,9 +171,19 @@ def check(data: bytes) -> None:
     check_smtp_replies(whole_out)
     check_content(whole_events, config)
     out, events = drive(split(body, data[1]), config)
-    first = comparable(whole_events)
-    tls = next((i for i, e in enumerate(first) if isinstance(e, StartTLS)), None)
-    check_split((whole_out, list(first)), (out, list(comparable(events))), tls)
+    # past a STARTTLS only what came before it must agree (normalised on that part alone: an
+    # abort after it must not change how the content before it is compared)
+    whole_events, events = _upto_tls(whole_events), _upto_tls(events)
+    first, again = comparable(whole_events), comparable(events)
+    tls = len(first) - 1 if first and isinstance(first[-1], StartTLS) else None
+    check_split((whole_out, list(first)), (out, list(again)), tls)
+
+
+def _upto_tls(events: list[Event]) -> list[Event]:
+    for i, ev in enumerate(events):
+        if isinstance(ev, StartTLS):
+            return events[: i + 1]
+    return events
 
 
 if __name__ == "__main__":
