@@ -5,8 +5,9 @@ The client greets, sends one message and quits as far as the server's replies le
 Properties: ``parse_reply`` either returns a reply that used at most its input or raises
 ValueError; the client core never raises on any bytes, only writes CRLF-terminated command lines
 and content (no line a server could read as an end of data it did not mean), keeps its input
-bounded, whole or split. (Its events may depend on the split: a reply that arrives before its
-command was sent is an unexpected reply, which only a broken server sends.)
+bounded, whatever the reads. The bytes go in a reply line per read (a server answering each
+command), in arbitrary pieces and whole. (Its events may depend on the reads: a reply that
+arrives before its command was sent is an unexpected reply, which only a broken server sends.)
 """
 
 from __future__ import annotations
@@ -87,8 +88,25 @@ def drive(pieces: list[bytes], config: ClientSettings) -> tuple[bytes, list[Clie
     return bytes(sent), events, core.state.value
 
 
+# RFC 5321 §4.5.2: a line starting with "." gets another one
+_STUFFED = (b"." if MESSAGE.content.startswith(b".") else b"") + MESSAGE.content.replace(
+    b"\r\n.", b"\r\n.."
+)
+
+
 def check_sent(sent: bytes) -> None:
+    """Only CRLF lines; DATA content, once complete, is exactly the dot-stuffed message (RFC 5321
+    §4.5.2), so the end of data the server reads is the one the client meant."""
     assert sent.count(b"\r") == sent.count(b"\n") == sent.count(b"\r\n"), "bare CR or LF sent"
+    start = sent.find(b"\r\nDATA\r\n")
+    if start == -1:
+        return
+    start += len(b"\r\nDATA\r\n")
+    if sent.startswith(b".\r\n", start):
+        return  # no recipient accepted: only the final dot is sent
+    end = sent.find(b"\r\n.\r\n", start)
+    if end != -1:
+        assert sent[start : end + 2] == _STUFFED, "DATA content is not the dot-stuffed message"
 
 
 def check(data: bytes) -> None:
@@ -104,9 +122,10 @@ def check(data: bytes) -> None:
     if parsed is not None:
         assert 0 < parsed[1] <= len(one)
     config = _settings(data[0])
-    whole = drive([body], config)
-    check_sent(whole[0])
+    # one reply line per read, as a server answering each command; then arbitrary pieces
+    check_sent(drive(body.splitlines(keepends=True), config)[0])
     check_sent(drive(split(body, data[1]), config)[0])
+    check_sent(drive([body], config)[0])
 
 
 if __name__ == "__main__":
