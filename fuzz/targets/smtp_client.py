@@ -98,6 +98,7 @@ def check_sent(sent: bytes) -> None:
     """Only CRLF lines; DATA content, once complete, is exactly the dot-stuffed message (RFC 5321
     §4.5.2), so the end of data the server reads is the one the client meant."""
     assert sent.count(b"\r") == sent.count(b"\n") == sent.count(b"\r\n"), "bare CR or LF sent"
+    _check_bdat(sent)
     start = sent.find(b"\r\nDATA\r\n")
     if start == -1:
         return
@@ -107,6 +108,23 @@ def check_sent(sent: bytes) -> None:
     end = sent.find(b"\r\n.\r\n", start)
     if end != -1:
         assert sent[start : end + 2] == _STUFFED, "DATA content is not the dot-stuffed message"
+
+
+def _check_bdat(sent: bytes) -> None:
+    """BDAT chunks (RFC 3030) announce their exact size, and up to LAST carry the message."""
+    pos = sent.find(b"BDAT ")
+    chunks = bytearray()
+    while pos != -1:
+        eol = sent.index(b"\r\n", pos)
+        words = sent[pos:eol].split(b" ")
+        size = int(words[1])
+        chunks += sent[eol + 2 : eol + 2 + size]
+        if words[2:] == [b"LAST"]:
+            assert bytes(chunks) == MESSAGE.content, "BDAT chunks are not the message"
+            return
+        pos = eol + 2 + size
+        if not sent.startswith(b"BDAT ", pos):
+            return
 
 
 def check(data: bytes) -> None:
