@@ -182,9 +182,10 @@ def check(data: bytes) -> None:
         ),
         None,
     )
-    if corrupt and cut is not None:  # compare up to the tagged OK to COMPRESS
-        ok = whole_out.index(b" DEFLATE active\r\n") + len(b" DEFLATE active\r\n")
-        whole_out = whole_out[:ok]
+    at = whole_events[cut] if cut is not None else None
+    if isinstance(at, CommandReceived) and isinstance(at.command, commands.Compress):
+        marker = b" DEFLATE active\r\n"  # compare up to the tagged OK to COMPRESS
+        whole_out = whole_out[: whole_out.index(marker) + len(marker)]
     check_split((whole_out, list(whole_events)), (out, list(events)), cut)
 
 
