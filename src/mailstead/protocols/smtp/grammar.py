@@ -136,12 +136,20 @@ def parse_helo(arg: str) -> str:
 
 
 def xtext_decode(text: str) -> str:
-    """Decode RFC 3461 §4 xtext (``+XX`` hex escapes); ValueError when malformed."""
+    """Decode RFC 3461 §4 xtext (``+XX`` hex escapes); ValueError when malformed.
+
+    The escaped octets are read as UTF-8 when they are (what `xtext_encode` writes, so a value
+    relayed in ORCPT or ENVID is re-encoded unchanged), else one character per octet.
+    """
     if _XTEXT_RE.fullmatch(text) is None:
         raise ValueError(f"malformed xtext: {text!r}")
     if "+" not in text:
         return text
-    return _XTEXT_HEX_RE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    octets = _XTEXT_HEX_RE.sub(lambda m: chr(int(m.group(1), 16)), text).encode("latin-1")
+    try:
+        return octets.decode("utf-8")
+    except UnicodeDecodeError:
+        return octets.decode("latin-1")
 
 
 def _printable(text: str) -> bool:

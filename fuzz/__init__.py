@@ -1,0 +1,1 @@
+"""Fuzz targets for Mailstead's parsers and sans-IO protocol cores (see docs/fuzzing.md)."""

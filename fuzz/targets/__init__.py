@@ -1,0 +1,1 @@
+"""One module per target: ``check(data)`` asserts the properties, ``main()`` runs atheris."""
