@@ -1,7 +1,8 @@
 """Memory exhaustion with large messages: a ~30 MB message must not cost the server more than
 twice its size in memory, to receive and store it (SMTP, spool, parsing, compression, commit,
 full-text indexing), to answer FETCH BINARY of its big base64 part or BODY[], or POP3 RETR, and
-it comes back octet for octet."""
+it comes back octet for octet. IMAP APPEND holds the literal once (1.5x in all, indexing
+included)."""
 
 from __future__ import annotations
 
@@ -136,6 +137,35 @@ def test_fetch_of_a_large_message_costs_at_most_twice_its_size(mail_server):
         typ, data = client.fetch("1", "(BODY.PEEK[HEADER])")
         assert typ == "OK" and isinstance(data[0], tuple)
         assert data[0][1] == body[: body.index(b"\r\n\r\n") + 4]
+        client.logout()
+    finally:
+        if client.state != "LOGOUT":
+            client.shutdown()
+
+
+@pytest.mark.slow
+def test_append_of_a_large_message_holds_it_once(mail_server):
+    """APPEND of a large literal: received into one buffer and handed to the store without a
+    copy, so storing and indexing it raise the peak by at most 1.5x its size (2x before: the
+    receiver's buffer was copied when the command ended, and the literal sliced out of it)."""
+    server = mail_server()
+    pid = server.process.pid
+    message, _ = _message(SIZE)
+    client = imaplib.IMAP4(*server.imap_address, timeout=300)
+    try:
+        client.login("alice@example.org", PASSWORD)
+        assert client.append("INBOX", None, None, b"Subject: warm-up\r\n\r\nhello\r\n")[0] == "OK"
+        _wait_indexed(server)
+        baseline = _reset_peak(pid)
+        typ, _ = client.append("INBOX", None, None, message)
+        _wait_indexed(server)
+        increase = _peak(pid) - baseline
+        assert typ == "OK"
+        assert increase <= 1.5 * len(message), f"APPEND: peak grew {increase / len(message):.2f}x"
+        client.select("INBOX", readonly=True)
+        typ, data = client.fetch("2", "(BODY.PEEK[])")
+        assert typ == "OK" and isinstance(data[0], tuple)
+        assert hashlib.sha256(data[0][1]).digest() == hashlib.sha256(message).digest()
         client.logout()
     finally:
         if client.state != "LOGOUT":
