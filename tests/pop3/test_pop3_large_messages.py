@@ -5,7 +5,12 @@ memory budget; a message removed in the middle breaks the connection instead of 
 from __future__ import annotations
 
 import base64
+import poplib
 import random
+import smtplib
+import socket
+import ssl
+import time
 
 import pytest
 
@@ -15,6 +20,7 @@ from mailstead.security.memory import MemoryBudget
 from mailstead.store import FlagOp
 
 PIECE = pop3_session.PIECE
+USER, PASSWORD = "alice@example.org", "alice-pw"
 
 
 def _large() -> bytes:
@@ -135,3 +141,36 @@ def test_large_message_removed_before_or_while_sent(run, when):
         assert sent.startswith(b"+OK ") and not sent.endswith(b"\r\n.\r\n")
 
     run(scenario)
+
+
+def test_a_client_that_leaves_in_the_middle_of_a_large_retr(mail_server):
+    """A client (over TLS) that reads the start of a large RETR and then drops the connection:
+    the server stops reading the message, does not count it as retrieved, and frees the
+    maildrop for the next session, which gets the message whole."""
+    server = mail_server()
+    raw = b"Content-Type: application/octet-stream\r\n" + _large() * 3  # not indexed as text
+    with smtplib.SMTP(*server.smtp_address, timeout=60) as client:
+        client.sendmail("bob@example.net", [USER], raw)
+    context = ssl.create_default_context(cafile=str(server.data_dir / "tls" / "cert.pem"))
+    plain = socket.create_connection(server.pop3s_address, timeout=60)
+    sock = context.wrap_socket(plain, server_hostname="localhost")
+    reader = sock.makefile("rb")
+    assert reader.readline().startswith(b"+OK")
+    sock.sendall(f"USER {USER}\r\nPASS {PASSWORD}\r\nRETR 1\r\n".encode())
+    assert reader.readline().startswith(b"+OK")
+    assert reader.readline().startswith(b"+OK Logged in")
+    assert reader.readline().startswith(b"+OK ")
+    assert len(reader.read(100_000)) == 100_000
+    reader.close()
+    sock.close()
+    deadline = time.monotonic() + 60
+    while not (lines := [x for x in server.log_lines() if x.get("msg") == "pop3.session"]):
+        assert time.monotonic() < deadline, "no pop3.session in the log"
+        time.sleep(0.05)
+    assert (lines[0]["retrieved"], lines[0]["closed"]) == (0, "eof")
+    client = poplib.POP3(*server.pop3_address, timeout=60)
+    client.user(USER)
+    client.pass_(PASSWORD)
+    _, got, _ = client.retr(1)
+    assert (b"\r\n".join(got) + b"\r\n").endswith(replies.wire_form(raw))
+    client.quit()

@@ -166,7 +166,7 @@ class POP3Connection(StreamSession):
         session = Pop3Session(
             state.store, state.directory, config, core, state.locks,
             tls_active=self.implicit_tls, peer=self.peer_ip, login=state.login,
-            flush=lambda: self._flush(core), memory=state.memory,
+            flush=lambda: self._flush_piece(core), memory=state.memory,
         )  # fmt: skip
         self._session = session
         session.greeting()
@@ -229,13 +229,18 @@ class POP3Connection(StreamSession):
             return False
         return True
 
+    async def _flush_piece(self, core: ServerCore) -> bool:
+        """Write a piece of a message being sent; False when the rest cannot reach the client
+        (it has not taken this within the idle timeout, or the connection is gone)."""
+        return await self._flush(core) and self.can_write
+
     async def _after(self, core: ServerCore, session: Pop3Session, action: Action) -> bool:
         """Carry out what a command asked of the connection; False ends it."""
         if action is Action.NONE:
             core.command_done()
         elif action is Action.CLOSE:  # a message broken off: the client must not take it whole
             if self._close_reason != "write-timeout":
-                self._close_reason = "message-broken"
+                self._close_reason = "message-broken" if self.can_write else "eof"
             return False
         elif action is Action.AUTH:
             core.begin_auth()
