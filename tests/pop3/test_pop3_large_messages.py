@@ -174,3 +174,26 @@ def test_a_client_that_leaves_in_the_middle_of_a_large_retr(mail_server):
     _, got, _ = client.retr(1)
     assert (b"\r\n".join(got) + b"\r\n").endswith(replies.wire_form(raw))
     client.quit()
+
+
+def test_a_failure_in_the_middle_of_a_large_retr_breaks_the_connection(run, monkeypatch):
+    """Unreadable stored data found after the message has begun: no -ERR in the middle of it
+    (a client would take it for a line of the message), the connection is closed instead."""
+
+    async def scenario(h):
+        await h.deliver(_large())
+        conn = h.connect()
+        await conn.login()
+        real = h.store.stream_blob
+
+        async def failing(blob_id: int, piece: int):
+            async for part in real(blob_id, piece):
+                yield part
+                raise ValueError("corrupt data")
+
+        monkeypatch.setattr(h.store, "stream_blob", failing)
+        out = await conn.line("RETR 1")
+        assert conn.closed == "message-broken"
+        assert out.startswith(b"+OK ") and b"-ERR" not in out and not out.endswith(b"\r\n.\r\n")
+
+    run(scenario)

@@ -485,6 +485,10 @@ class Pop3Session:
                         log_event(log, "pop3.message_broken", logging.WARNING, client=self.peer,
                                   user=self.stats.user, error=str(exc))  # fmt: skip
                         return -1
+                    except Exception:  # a bug or bad data: as above, not -ERR amid the message
+                        log.error("pop3.message_broken", exc_info=True, extra={"fields": {
+                            "client": self.peer, "user": self.stats.user}})  # fmt: skip
+                        return -1
             end = writer.end()
             self.core.send(end)
             return sent + len(end)
