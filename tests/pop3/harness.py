@@ -80,6 +80,10 @@ class Conn:
                 action = await session.auth_response(event)
             if action is Action.NONE:
                 core.command_done()
+            elif action is Action.CLOSE:
+                self.closed = "message-broken"
+                session.close()
+                break
             elif action is Action.AUTH:
                 core.begin_auth()
             elif action is Action.STLS:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import random
 import sqlite3
 import time
+from collections.abc import AsyncGenerator
 from pathlib import Path
+
+import pytest
 
 from mailstead.store import (
     DeliveryRequest,
@@ -15,6 +19,8 @@ from mailstead.store import (
     FlagOp,
     QueueRecipientRequest,
     QueueRequest,
+    StoreError,
+    StoreErrorCode,
     open_sqlite,
 )
 from mailstead.store.sqlite.backend import CHUNKED, LARGE_BLOB, SQLiteStore
@@ -29,6 +35,11 @@ def _compressible(size: int) -> bytes:
 
 def _incompressible(size: int) -> bytes:
     return HEAD + random.Random(7).randbytes(size)
+
+
+def _base64(size: int) -> bytes:
+    """Compresses to about 75%: several rows of zstd."""
+    return HEAD + base64.encodebytes(random.Random(5).randbytes(size * 3 // 4))
 
 
 async def _store(path: Path) -> tuple[SQLiteStore, int]:
@@ -118,6 +129,103 @@ def test_large_queued_message_round_trips(tmp_path):
             assert chunks == [(message.blob_id,)]
             db.close()
             assert await store.read_blob(message.blob_id) == local.raw
+        finally:
+            await store.close()
+
+    asyncio.run(body())
+
+
+def test_a_blob_streams_in_pieces(tmp_path):
+    """stream_blob gives back the octets of every kind of blob (small, chunked raw, chunked
+    zstd) in pieces no larger than asked, and can be left early."""
+
+    async def body() -> None:
+        store, account = await _store(tmp_path / "db")
+        try:
+            contents = [
+                HEAD + b"small\r\n",
+                _compressible(3 * LARGE_BLOB + 11),
+                _incompressible(2 * LARGE_BLOB + 5),
+            ]
+            for raw in contents:
+                request = DeliveryRequest(
+                    raw=raw, targets=[DeliveryTarget(account, "INBOX")], internal_date=1
+                )
+                assert (await store.deliver(request)).ok
+            inbox = await store.get_mailbox(account, "INBOX")
+            assert inbox is not None
+            messages = await store.list_messages(inbox.id)
+            for message, raw in zip(messages, contents, strict=True):
+                for piece in (7 if len(raw) < 100 else 100_003, 1 << 20, 8 << 20):
+                    pieces = [p async for p in store.stream_blob(message.blob_id, piece)]
+                    assert all(0 < len(p) <= piece for p in pieces)
+                    assert b"".join(pieces) == raw
+                stream = store.stream_blob(message.blob_id, 1000)
+                assert await anext(stream) == raw[:1000]
+                await stream.aclose()
+            with pytest.raises(StoreError) as caught:
+                await anext(store.stream_blob(10_000))
+            assert caught.value.code is StoreErrorCode.NONEXISTENT
+        finally:
+            await store.close()
+
+    asyncio.run(body())
+
+
+def test_a_blob_removed_while_streamed_ends_the_stream(tmp_path):
+    """Expunged in the middle of a stream (and its id given to a new blob): the stream fails
+    with NONEXISTENT instead of going on with the other message's octets."""
+
+    async def body() -> None:
+        store, account = await _store(tmp_path / "db")
+        try:
+            # stored compressed in 3 rows, and stored as it is
+            for raw, codec in ((_base64(3 * LARGE_BLOB), 1 | CHUNKED),
+                               (_incompressible(3 * LARGE_BLOB), CHUNKED)):  # fmt: skip
+                request = DeliveryRequest(
+                    raw=raw, targets=[DeliveryTarget(account, "INBOX")], internal_date=1
+                )
+                assert (await store.deliver(request)).ok
+                inbox = await store.get_mailbox(account, "INBOX")
+                assert inbox is not None
+                [message] = await store.list_messages(inbox.id)
+                db = sqlite3.connect(tmp_path / "db")
+                stored = db.execute(
+                    "SELECT codec, (SELECT count(*) FROM blob_chunks WHERE blob_id = id)"
+                    " FROM blobs WHERE id = ?",
+                    (message.blob_id,),
+                ).fetchone()
+                db.close()
+                assert stored[0] == codec and stored[1] >= 3
+                stream = store.stream_blob(message.blob_id, 64 << 10)
+                assert await anext(stream) == raw[: 64 << 10]
+                await store.store_flags(
+                    inbox.id, [message.uid], FlagOp.ADD, frozenset({"\\Deleted"})
+                )
+                await store.expunge(inbox.id, [message.uid])
+                other = _incompressible(3 * LARGE_BLOB + 1)
+                request = DeliveryRequest(
+                    raw=other, targets=[DeliveryTarget(account, "INBOX")], internal_date=1
+                )
+                assert (await store.deliver(request)).ok
+                [replacement] = await store.list_messages(inbox.id)
+                assert replacement.blob_id == message.blob_id  # SQLite gave the id again
+                got = bytearray(raw[: 64 << 10])
+
+                async def drain(
+                    stream: AsyncGenerator[bytes, None] = stream, got: bytearray = got
+                ) -> None:
+                    async for piece in stream:
+                        got.extend(piece)
+
+                with pytest.raises(StoreError) as caught:
+                    await drain()
+                assert caught.value.code is StoreErrorCode.NONEXISTENT
+                assert bytes(got) == raw[: len(got)]  # nothing of the other message
+                await store.store_flags(
+                    inbox.id, [replacement.uid], FlagOp.ADD, frozenset({"\\Deleted"})
+                )
+                await store.expunge(inbox.id, [replacement.uid])
         finally:
             await store.close()
 

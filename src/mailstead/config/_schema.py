@@ -312,10 +312,11 @@ class ServerConfig:
         "128M",
         Size(minimum=1 << 20),
         "Memory all large messages (1 MiB and more) in flight may use at once, server-wide: "
-        "each is held in memory once while SMTP commits it, IMAP APPEND stores it or IMAP FETCH "
-        "answers with it. Past this, a session waits its turn (as clients wait for the reply to "
-        "the final dot); after 2 minutes SMTP answers 452 4.3.1 and IMAP NO [LIMIT], and the "
-        "client tries again later. A message larger than the budget is handled alone.",
+        "each is held in memory once while SMTP commits it or IMAP FETCH answers with it; POP3 "
+        "RETR and TOP send it in pieces and count 4 MiB each. Past this, a session waits its "
+        "turn (as clients wait for the reply to the final dot); after 2 minutes SMTP answers "
+        "452 4.3.1, IMAP NO [LIMIT] and POP3 -ERR [SYS/TEMP], and the client tries again later. "
+        "A message larger than the budget is handled alone.",
     )
 
 

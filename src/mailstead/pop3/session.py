@@ -7,7 +7,7 @@ commands mean. Replies are built with ``protocols.pop3.replies`` and handed to t
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import enum
 import ipaddress
 import logging
@@ -19,16 +19,22 @@ from mailstead import sasl
 from mailstead.directory import Directory
 from mailstead.login import Client, LoggedIn, LoginRefused, LoginService, SaslLogin, SaslOutcome
 from mailstead.observability.log import log_event
-from mailstead.pop3.maildrop import Maildrop, MaildropLocks, NoSuchMessage
+from mailstead.pop3.maildrop import Entry, Maildrop, MaildropLocks, NoSuchMessage
 from mailstead.protocols.pop3 import AuthResponse, ServerCore, State, replies
 from mailstead.protocols.pop3 import commands as c
+from mailstead.security.memory import MemoryBudget
 from mailstead.store import Account, FlagOp, Store, StoreError, StoreErrorCode
 
 log = logging.getLogger("mailstead.pop3")
 
-# Messages larger than this are prepared for sending (line ends, byte-stuffing) in a worker
-# thread, so a big RETR does not stall the other sessions.
-THREAD_THRESHOLD = 1024 * 1024
+# Messages from this size on are read from the store and sent piece by piece, each piece
+# written before the next is read: RETR of a large message holds a few pieces, never all of it.
+LARGE_MESSAGE = 1 << 20
+PIECE = 256 << 10
+# What a streamed message holds in memory at most (a stored row, the decompressor's window, a
+# piece before and after byte-stuffing and encryption): its share of the memory budget.
+STREAM_CHARGE = 4 << 20
+MEMORY_WAIT = 120.0  # seconds a large message waits for the memory budget before -ERR
 
 SEEN = "\\Seen"
 DELETED = "\\Deleted"
@@ -40,6 +46,7 @@ IN_USE = ("Maildrop is locked by another session", "IN-USE")
 # A client banned for failed logins is refused before its credentials are looked at.
 BANNED = ("Too many failed logins, try again later", "IN-USE")
 TEMPORARY = ("Temporary failure, try again later", "SYS/TEMP")
+BUSY = ("Too many large messages in flight, try again later", "SYS/TEMP")
 
 
 class Action(enum.Enum):
@@ -48,6 +55,7 @@ class Action(enum.Enum):
     NONE = "none"  # call command_done() and go on
     STLS = "stls"  # flush, start TLS, then core.tls_started()
     AUTH = "auth"  # a SASL challenge is queued: read the client's response (core.begin_auth())
+    CLOSE = "close"  # a message could not be sent to its end: close the connection now
 
 
 @dataclass(slots=True)
@@ -91,6 +99,8 @@ class Pop3Session:
         tls_active: bool,
         peer: str,
         login: LoginService | None = None,
+        flush: Callable[[], Awaitable[bool]] | None = None,
+        memory: MemoryBudget | None = None,
     ) -> None:
         self.store = store
         self.directory = directory
@@ -102,6 +112,10 @@ class Pop3Session:
         # one login path for every protocol (bans, credentials, log events); without one
         # (unit tests) logins are checked against the directory with no bans
         self.login = login if login is not None else LoginService(directory)
+        # writes what the core queued to the client, waiting while it does not read (False:
+        # the connection is gone); with it a large message is sent in pieces, not queued whole
+        self.flush = flush
+        self.memory = memory  # large messages in flight, shared with the other protocols
         self.account: Account | None = None
         self.maildrop: Maildrop | None = None
         self.stats = SessionStats()
@@ -415,27 +429,72 @@ class Pop3Session:
     async def cmd_retr(self, cmd: c.Retr) -> Action:
         maildrop = self._maildrop()
         entry = maildrop.entry(cmd.msg)
-        raw = await self.store.read_blob(entry.blob_id)
-        if len(raw) > THREAD_THRESHOLD:
-            body = await asyncio.to_thread(replies.message, raw)
-        else:
-            body = replies.message(raw)
-        self.core.send(replies.ok(f"{entry.size} octets") + body)
+        sent = await self._send_message(entry, replies.ok(f"{entry.size} octets"), None)
+        if sent is None:
+            return Action.NONE
+        if sent < 0:
+            return Action.CLOSE
         maildrop.retrieved.add(cmd.msg)
         self.stats.retrieved += 1
-        self.stats.octets += len(body)
+        self.stats.octets += sent
         return Action.NONE
 
     async def cmd_top(self, cmd: c.Top) -> Action:
         entry = self._maildrop().entry(cmd.msg)
-        raw = await self.store.read_blob(entry.blob_id)
-        if len(raw) > THREAD_THRESHOLD:
-            body = await asyncio.to_thread(replies.top, raw, cmd.lines)
-        else:
-            body = replies.top(raw, cmd.lines)
-        self.core.send(replies.ok("Top of message follows") + body)
-        self.stats.octets += len(body)
+        sent = await self._send_message(entry, replies.ok("Top of message follows"), cmd.lines)
+        if sent is None:
+            return Action.NONE
+        if sent < 0:
+            return Action.CLOSE
+        self.stats.octets += sent
         return Action.NONE
+
+    async def _send_message(self, entry: Entry, status: bytes, lines: int | None) -> int | None:
+        """``status`` and the message (its top with ``lines``) as a multi-line response; the
+        octets of the body sent, None when an -ERR was sent instead, -1 when the connection
+        must close (the client stopped reading, or the message was removed in the middle)."""
+        writer = replies.MessageWriter(lines)
+        if entry.size < LARGE_MESSAGE:
+            raw = await self.store.read_blob(entry.blob_id)
+            body = writer.feed(raw) + writer.end()
+            self.core.send(status + body)
+            return len(body)
+        charge = 0
+        if self.memory is not None:
+            got = await self.memory.acquire(min(entry.size, STREAM_CHARGE), MEMORY_WAIT)
+            if got is None:
+                self._err(*BUSY)
+                return None
+            charge = got
+        try:
+            async with contextlib.aclosing(self.store.stream_blob(entry.blob_id, PIECE)) as pieces:
+                piece = await anext(pieces, None)  # a message removed by now gets -ERR
+                self.core.send(status)
+                sent = 0
+                while piece is not None:
+                    out = writer.feed(piece)
+                    self.core.send(out)
+                    sent += len(out)
+                    if self.flush is not None and not await self.flush():
+                        return -1
+                    if writer.done:  # TOP has its lines: the rest is not read
+                        break
+                    try:
+                        piece = await anext(pieces, None)
+                    except StoreError as exc:  # too late for -ERR: the client must see a break
+                        log_event(log, "pop3.message_broken", logging.WARNING, client=self.peer,
+                                  user=self.stats.user, error=str(exc))  # fmt: skip
+                        return -1
+                    except Exception:  # a bug or bad data: as above, not -ERR amid the message
+                        log.error("pop3.message_broken", exc_info=True, extra={"fields": {
+                            "client": self.peer, "user": self.stats.user}})  # fmt: skip
+                        return -1
+            end = writer.end()
+            self.core.send(end)
+            return sent + len(end)
+        finally:
+            if self.memory is not None:
+                self.memory.release(charge)
 
     async def cmd_dele(self, cmd: c.Dele) -> Action:
         maildrop = self._maildrop()

@@ -284,6 +284,7 @@ class MailServer:
             limits=pop3_limits(config),
             channel_bindings=bindings,
             login=self.login,
+            memory=self.memory,
         )
         self.pop3 = POP3Service(self.pop3_state)
         self.bound: BoundAddresses | None = None

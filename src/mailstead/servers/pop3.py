@@ -29,6 +29,7 @@ from mailstead.protocols.pop3 import (
     replies,
 )
 from mailstead.security.limits import client_key
+from mailstead.security.memory import MemoryBudget
 from mailstead.servers.stream import Connections, StreamSession, listen
 from mailstead.store import Store
 
@@ -60,6 +61,7 @@ class POP3ServiceState:
     channel_bindings: dict[str, bytes] = field(default_factory=dict)
     locks: MaildropLocks = field(default_factory=MaildropLocks)
     login: LoginService | None = None  # the one login path, shared with the other services
+    memory: MemoryBudget | None = None  # large messages in flight, shared with SMTP and IMAP
     connections: Connections[POP3Connection] = field(default_factory=Connections)
 
 
@@ -164,6 +166,7 @@ class POP3Connection(StreamSession):
         session = Pop3Session(
             state.store, state.directory, config, core, state.locks,
             tls_active=self.implicit_tls, peer=self.peer_ip, login=state.login,
+            flush=lambda: self._flush_piece(core), memory=state.memory,
         )  # fmt: skip
         self._session = session
         session.greeting()
@@ -226,10 +229,19 @@ class POP3Connection(StreamSession):
             return False
         return True
 
+    async def _flush_piece(self, core: ServerCore) -> bool:
+        """Write a piece of a message being sent; False when the rest cannot reach the client
+        (it has not taken this within the idle timeout, or the connection is gone)."""
+        return await self._flush(core) and self.can_write
+
     async def _after(self, core: ServerCore, session: Pop3Session, action: Action) -> bool:
         """Carry out what a command asked of the connection; False ends it."""
         if action is Action.NONE:
             core.command_done()
+        elif action is Action.CLOSE:  # a message broken off: the client must not take it whole
+            if self._close_reason != "write-timeout":
+                self._close_reason = "message-broken" if self.can_write else "eof"
+            return False
         elif action is Action.AUTH:
             core.begin_auth()
         elif action is Action.STLS:

@@ -8,7 +8,7 @@ written plus a case-folded lookup key).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol
 
@@ -500,6 +500,13 @@ class Store(Protocol):
     async def read_blob_head(self, blob_id: int, size: int) -> bytes:
         """The first ``size`` octets of a message (its header block, for IMAP), without
         reading and decompressing the rest of a large one."""
+        ...
+    def stream_blob(self, blob_id: int, piece: int = 256 << 10) -> AsyncGenerator[bytes, None]:
+        """A message's bytes in pieces of at most ``piece`` octets, each read (and
+        decompressed) when it is asked for, so a large message is never whole in memory.
+        `StoreError` NONEXISTENT when the message does not exist, also in the middle when it
+        is removed before it has been read to the end; close the iterator (``aclose``) when
+        leaving it early."""
         ...
     async def deliver(self, request: DeliveryRequest) -> DeliveryOutcome: ...
     async def check_integrity(self) -> list[str]: ...

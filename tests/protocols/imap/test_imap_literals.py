@@ -4,10 +4,12 @@ the octets are read, non-synchronising overflow discarded as it streams, and spl
 from __future__ import annotations
 
 import random
+import tracemalloc
 
 import pytest
 
 from mailstead.protocols.imap import (
+    NEED_DATA,
     CommandReceived,
     ConnectionClosed,
     ProtocolErrorEvent,
@@ -52,6 +54,33 @@ def test_literal8_in_append():
         CommandReceived("a1", c.Append("INBOX", (c.AppendMessage(b"a\x00b\r\n", binary=True),)))
     ]
     assert out == READY + b"a1 OK APPEND done\r\n"
+
+
+def test_a_large_literal_is_held_once():
+    """An 8 MiB APPEND literal, arriving in 64 KiB pieces, is kept in one buffer that grows in
+    place and handed to the command as it is: the core never holds two copies of it (it did:
+    the receiver copied its buffer when the command ended, and the parser sliced the literal
+    out of that copy)."""
+    size = 8 << 20
+    literal = (b"x" * 76 + b"\r\n") * (size // 78) + b"end\r\n"
+    core = make(max_append_size=16 << 20, max_command_literals=16 << 20)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        core.receive_data(b"a1 APPEND INBOX {%d+}\r\n" % len(literal))
+        assert core.next_event() is NEED_DATA
+        for start in range(0, len(literal), 64 << 10):
+            core.receive_data(literal[start : start + (64 << 10)])
+            assert core.next_event() is NEED_DATA
+        core.receive_data(b"\r\n")
+        event = core.next_event()
+        held, peak = (n - before for n in tracemalloc.get_traced_memory())
+    finally:
+        tracemalloc.stop()
+    assert isinstance(event, CommandReceived) and isinstance(event.command, c.Append)
+    assert event.command.messages[0].data == literal
+    assert held < 1.1 * len(literal)
+    assert peak < 1.2 * len(literal), f"peak {peak / len(literal):.2f}x the literal"
 
 
 def test_literal_content_is_never_parsed_as_commands():

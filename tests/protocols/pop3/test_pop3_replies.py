@@ -1,8 +1,13 @@
-"""Reply bytes: status lines, multi-line responses, byte-stuffing, messages and TOP."""
+"""Reply bytes: status lines, multi-line responses, byte-stuffing, messages and TOP, whole and
+in pieces."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailstead.protocols.pop3 import replies
 
@@ -70,6 +75,96 @@ def test_top_edge_cases():
     assert replies.top(b"Subject: no body", 5) == b"Subject: no body\r\n.\r\n"
     assert replies.top(b"A: b\nC: d\n\nx\ny\n", 1) == b"A: b\r\nC: d\r\n\r\nx\r\n.\r\n"
     assert replies.top(b"", 3) == b".\r\n"
+
+
+# --- messages in pieces ---------------------------------------------------------------------------
+def _reference_wire(raw: bytes) -> bytes:
+    """RFC 1939 §3 done on the whole message: CRLF line ends, the last line ended."""
+    raw = re.sub(rb"(?<!\r)\n", b"\r\n", raw)
+    return raw + b"\r\n" if raw and not raw.endswith(b"\r\n") else raw
+
+
+def _reference_stuff(data: bytes) -> bytes:
+    """Each line (``data`` ends with CRLF) stuffed, then the terminator."""
+    lines = data.split(b"\r\n")[:-1]
+    return b"".join(b"." * line.startswith(b".") + line + b"\r\n" for line in lines) + b".\r\n"
+
+
+def _reference_top(raw: bytes, lines: int) -> bytes:
+    data = _reference_wire(raw)
+    kept = data.split(b"\r\n")[:-1]
+    blank = kept.index(b"") if b"" in kept else len(kept)
+    head = b"".join(line + b"\r\n" for line in kept[: blank + 1 + lines])
+    return _reference_stuff(head)
+
+
+def _pieces(raw: bytes, cuts: list[int], lines: int | None = None) -> bytes:
+    writer = replies.MessageWriter(lines)
+    out = []
+    start = 0
+    for cut in [*sorted(cuts), len(raw)]:
+        out.append(writer.feed(raw[start:cut]))
+        start = cut
+        if writer.done:
+            break
+    return b"".join(out) + writer.end()
+
+
+@pytest.mark.parametrize(
+    ("pieces", "sent"),
+    [
+        ([b"a\r\n", b".b\r\n"], b"a\r\n..b\r\n.\r\n"),  # a piece starting with "."
+        ([b".", b"a\r\n"], b"..a\r\n.\r\n"),  # the message starts with "."
+        ([b"a\r", b"\n.b\r\n"], b"a\r\n..b\r\n.\r\n"),  # CRLF split, "." after it
+        ([b"a\r", b"\n", b".", b"\r\n"], b"a\r\n..\r\n.\r\n"),
+        ([b"a\r\n.", b".b\r\n"], b"a\r\n...b\r\n.\r\n"),
+        ([b"a", b".b\r\n"], b"a.b\r\n.\r\n"),  # "." in the middle of a line
+        ([b"a\r", b"b"], b"a\rb\r\n.\r\n"),  # a bare CR at a boundary stays data
+        ([b"a\r"], b"a\r\r\n.\r\n"),  # ...also at the very end
+        ([b"a\n", b"\n.b"], b"a\r\n\r\n..b\r\n.\r\n"),  # bare LFs at boundaries
+        ([b"a\r", b"\r\n"], b"a\r\r\n.\r\n"),
+        ([b"", b"a", b""], b"a\r\n.\r\n"),
+    ],
+)
+def test_message_in_pieces(pieces, sent):
+    writer = replies.MessageWriter()
+    assert b"".join(writer.feed(p) for p in pieces) + writer.end() == sent
+    assert replies.message(b"".join(pieces)) == sent
+
+
+def test_top_in_pieces_stops_once_it_has_its_lines():
+    writer = replies.MessageWriter(1)
+    assert writer.feed(b"A: b\r\n\r") == b"A: b\r\n"  # the blank line may be coming
+    assert writer.feed(b"\n.one\r\ntwo") == b"\r\n..one\r\n"
+    assert writer.done
+    assert writer.feed(b"three\r\n") == b""
+    assert writer.end() == b".\r\n"
+    writer = replies.MessageWriter(0)
+    assert writer.feed(b"A: b\r\n") + writer.feed(b"\r\nbody") + writer.end() == (
+        b"A: b\r\n\r\n.\r\n"
+    )
+
+
+_OCTETS = st.lists(st.sampled_from([b".", b"\r", b"\n", b"\r\n", b"a", b"..", b"\r\n\r\n"]))
+
+
+@given(_OCTETS, st.lists(st.integers(0, 64)))
+def test_retr_pieces_give_the_whole_message(parts, cuts):
+    """Split invariance: the pieces give what the whole gives, and that is RFC 1939's form."""
+    raw = b"".join(parts)
+    cuts = [c for c in cuts if c <= len(raw)]
+    whole = _reference_stuff(_reference_wire(raw))
+    assert replies.message(raw) == whole
+    assert _pieces(raw, cuts) == whole
+
+
+@given(_OCTETS, st.lists(st.integers(0, 64)), st.integers(0, 5))
+def test_top_pieces_give_the_whole_top(parts, cuts, lines):
+    raw = b"".join(parts)
+    cuts = [c for c in cuts if c <= len(raw)]
+    whole = _reference_top(raw, lines)
+    assert replies.top(raw, lines) == whole
+    assert _pieces(raw, cuts, lines) == whole
 
 
 def test_challenge():

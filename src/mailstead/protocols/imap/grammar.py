@@ -2,9 +2,11 @@
 
 Follows the ABNF of RFC 9051 §9 (IMAP4rev2), accepting what RFC 3501 (IMAP4rev1) clients send where
 the two differ, plus the extensions in `commands`. Input is the command as the receiver assembled
-it: ``tag SP name [SP args]`` without the final CRLF, literals inline as ``{n}\\r\\n`` (or ``{n+}``,
-``~{n}``) followed by their n octets. A malformed command raises `ParseError`, whose ``text`` the
-core sends as ``tag BAD text`` (``* BAD`` when no valid tag was found).
+it: ``tag SP name [SP args]`` without the final CRLF, literals as ``{n}\\r\\n`` (or ``{n+}``,
+``~{n}``) followed by their n octets, or, when the receiver kept them apart, by nothing: their
+octets are then ``literals[offset after the CRLF]``, used as they are (no copy). A malformed
+command raises `ParseError`, whose ``text`` the core sends as ``tag BAD text`` (``* BAD`` when no
+valid tag was found).
 
 Strictness: one SP between tokens and nothing after the last argument, as the ABNF says; keywords,
 command names and item names are case-insensitive; 8-bit octets in quoted strings must be UTF-8
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final, Literal, NoReturn, cast, get_args
 
 from . import commands as c
@@ -138,14 +140,17 @@ def split_tag(data: bytes) -> tuple[str | None, str | None]:
 
 # --- the parser -----------------------------------------------------------------------------------
 class _Parser:
-    __slots__ = ("data", "depth", "end", "pos", "utf8")
+    __slots__ = ("data", "depth", "end", "literals", "pos", "utf8")
 
-    def __init__(self, data: bytes, pos: int, utf8: bool) -> None:
+    def __init__(
+        self, data: bytes, pos: int, utf8: bool, literals: Mapping[int, bytes] | None = None
+    ) -> None:
         self.data = data
         self.pos = pos
         self.end = len(data)
         self.utf8 = utf8
         self.depth = 0
+        self.literals = literals or {}
 
     # basic tokens ---------------------------------------------------------------------------------
     def at_end(self) -> bool:
@@ -229,10 +234,17 @@ class _Parser:
             _err(f"Invalid literal at {self._where()}")
         n = int(m.group(1))
         start = m.end()
-        if start + n > self.end:
-            _err("Literal is shorter than announced")
-        self.pos = start + n
-        raw = self.data[start : self.pos]
+        kept = self.literals.get(start)
+        if kept is not None:  # its octets are not in data
+            if len(kept) != n:
+                _err("Literal is shorter than announced")
+            self.pos = start
+            raw = kept
+        else:
+            if start + n > self.end:
+                _err("Literal is shorter than announced")
+            self.pos = start + n
+            raw = self.data[start : self.pos]
         if not binary and b"\x00" in raw:
             _err("NUL in literal (use literal8 with BINARY)")  # RFC 9051 §4.3
         return raw
@@ -1310,10 +1322,13 @@ COMMAND_NAMES: Final = frozenset(_NO_ARGS) | frozenset(_HANDLERS) | {"UID"}
 _NAME: Final = re.compile(rb"[A-Za-z]+")
 
 
-def parse_command(data: bytes, *, utf8: bool = False) -> tuple[str, c.Command]:
+def parse_command(
+    data: bytes, *, utf8: bool = False, literals: Mapping[int, bytes] | None = None
+) -> tuple[str, c.Command]:
     """Parse one complete command (see the module docstring) into (tag, command).
 
-    ``utf8``: UTF8=ACCEPT is enabled (mailbox names are UTF-8, RFC 6855). Raises `ParseError`
+    ``utf8``: UTF8=ACCEPT is enabled (mailbox names are UTF-8, RFC 6855). ``literals``: the
+    octets of literals not in ``data``, by offset (`receiver.Complete`). Raises `ParseError`
     with ``tag`` set when the tag was valid (the reply is then tagged).
     """
     m = _TAG.match(data)
@@ -1321,7 +1336,7 @@ def parse_command(data: bytes, *, utf8: bool = False) -> tuple[str, c.Command]:
         raise ParseError("Invalid tag" if data.strip() else "Empty command")
     tag = m.group().decode("ascii")
     try:
-        return tag, _parse_after_tag(data, m.end() + 1, utf8)
+        return tag, _parse_after_tag(data, m.end() + 1, utf8, literals)
     except ParseError as e:
         e.tag = tag
         raise
@@ -1329,12 +1344,14 @@ def parse_command(data: bytes, *, utf8: bool = False) -> tuple[str, c.Command]:
         raise ParseError("Command nested too deeply", tag=tag) from None
 
 
-def _parse_after_tag(data: bytes, pos: int, utf8: bool) -> c.Command:
+def _parse_after_tag(
+    data: bytes, pos: int, utf8: bool, literals: Mapping[int, bytes] | None
+) -> c.Command:
     m = _NAME.match(data, pos)
     if m is None:
         _err("Missing command name")
     name = m.group().decode("ascii").upper()
-    p = _Parser(data, m.end(), utf8)
+    p = _Parser(data, m.end(), utf8, literals)
     if name == "UID":
         p.sp()
         sub = p.keyword("UID command")

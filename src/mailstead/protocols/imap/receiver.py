@@ -5,8 +5,11 @@ the server must answer ``+`` first), ``{n+}`` (non-synchronising, RFC 7888 LITER
 ``~{n}`` / ``~{n+}`` (literal8, RFC 3516) is followed by n octets and then the rest of the command.
 `CommandReceiver.step` returns one outcome at a time:
 
-- `Complete`: the whole command in wire form (``{n}\\r\\n`` + octets inline, the final CRLF
-  removed, lines re-joined with CRLF), ready for `grammar.parse_command`.
+- `Complete`: the whole command in wire form (the final CRLF removed, lines re-joined with
+  CRLF), ready for `grammar.parse_command`. A literal's octets are not in it: each is one
+  bytes object in ``literals``, keyed by the offset right after its ``{n}\\r\\n`` where they
+  would be, so a large APPEND literal is never copied once received (`grammar` takes it as it
+  is).
 - `Continue`: a synchronising literal was accepted; send ``+ ...`` now, the octets follow.
 - `Rejected`: the command was refused and is being discarded; send ``tag BAD``/``tag NO``.
 - `Fatal`: the stream cannot be followed safely any more; send ``* BYE`` and close.
@@ -31,9 +34,10 @@ does). A command is then at most ``max_line + max_literals`` octets.
 from __future__ import annotations
 
 import enum
+import io
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from .grammar import split_tag
@@ -68,7 +72,11 @@ class Refusal:
 
 @dataclass(frozen=True, slots=True)
 class Complete:
+    """``data``: the command without its literals' octets; ``literals``: each literal, by the
+    offset in ``data`` right after its ``{n}\\r\\n``."""
+
     data: bytes
+    literals: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +125,15 @@ class CommandReceiver:
         self._buf = bytearray()
         self._pos = 0
         self._mode = _Mode.LINE
-        self._cmd = bytearray()  # the command so far, wire form
+        self._cmd = bytearray()  # the command so far, wire form without literal octets
+        self._literals: dict[int, bytes] = {}  # the command's literals, by offset in _cmd
+        # the literal being kept: written as it arrives into one buffer that grows in place
+        # (realloc), whose bytes getvalue() then hands over without a copy
+        self._literal: io.BytesIO | None = None
         self._first = b""  # first line of the command (tag and name)
         self._line_len = 0  # command text so far, literals excluded
         self._kept = 0  # literal octets kept so far
         self._remaining = 0  # literal octets still to read
-        self._keep = True  # keep the literal being read (False: discard it)
         self._doomed = False  # the command was refused: discard what is left of it
         self._tail = b""
 
@@ -159,6 +170,8 @@ class CommandReceiver:
 
     def _reset(self) -> None:
         self._cmd = bytearray()
+        self._literals = {}
+        self._literal = None
         self._first = b""
         self._line_len = 0
         self._kept = 0
@@ -199,12 +212,15 @@ class CommandReceiver:
             if mode is _Mode.LITERAL:
                 take = min(len(buf) - self._pos, self._remaining)
                 if take:
-                    if self._keep:
-                        self._cmd += buf[self._pos : self._pos + take]
+                    if self._literal is not None:
+                        self._literal.write(buf[self._pos : self._pos + take])
                     self._pos += take
                     self._remaining -= take
                 if self._remaining:
                     return None
+                if self._literal is not None:
+                    self._literals[len(self._cmd)] = self._literal.getvalue()
+                    self._literal = None
                 self._mode = _Mode.LINE
                 continue
             if mode is _Mode.LONG_LINE:
@@ -236,6 +252,7 @@ class CommandReceiver:
                 )
                 self._pos += allowance + 2
                 self._cmd = bytearray()
+                self._literals = {}
                 self._doomed = True
                 if doomed:
                     continue  # already answered
@@ -262,9 +279,9 @@ class CommandReceiver:
         self._line_len += len(line)
         if m is None:
             self._cmd += line
-            data = bytes(self._cmd)
+            complete = Complete(bytes(self._cmd), self._literals)
             self._reset()
-            return Complete(data)
+            return complete
         size = int(m.group(2))
         sync = not m.group(3)
         refusal: Refusal | None = None
@@ -286,6 +303,7 @@ class CommandReceiver:
                 self._reset()
                 return Fatal("Literal too large")
             self._cmd = bytearray()
+            self._literals = {}
             self._doomed = True
             self._start_literal(size, keep=False)
             return Rejected(tag, refusal)
@@ -297,7 +315,7 @@ class CommandReceiver:
 
     def _start_literal(self, size: int, *, keep: bool) -> None:
         self._remaining = size
-        self._keep = keep
+        self._literal = io.BytesIO() if keep else None
         self._mode = _Mode.LITERAL
 
 

@@ -246,7 +246,8 @@ class ServerCore:
                     continue
                 return NEED_DATA
             if isinstance(out, Complete):
-                self._command(out.data)
+                self._command(out.data, out.literals)
+                del out  # a large literal lives on in the command only
             elif isinstance(out, Continue):
                 self.send(self._continue)
             elif isinstance(out, Rejected):
@@ -375,7 +376,7 @@ class ServerCore:
             return Refusal("BAD", "Literal too large", _TOOBIG)
         return None
 
-    def _command(self, data: bytes) -> None:
+    def _command(self, data: bytes, literals: dict[int, bytes]) -> None:
         tag, name = split_tag(data)
         if tag is not None and name is not None:
             refused = check(self._state, name)
@@ -383,7 +384,7 @@ class ServerCore:
                 self._refuse(tag, "BAD", refused, None)
                 return
         try:
-            tag, command = parse_command(data, utf8=self._utf8)
+            tag, command = parse_command(data, utf8=self._utf8, literals=literals)
         except ParseError as e:
             self._refuse(e.tag, e.status, e.text, e.code)
             return

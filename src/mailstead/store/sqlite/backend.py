@@ -19,7 +19,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -751,6 +751,37 @@ class SQLiteStore:
             return read_blob_row(conn, row, limit=size)
 
         return await self._read(job)
+
+    async def stream_blob(
+        self, blob_id: int, piece: int = 256 << 10
+    ) -> AsyncGenerator[bytes, None]:
+        def first(conn: sqlite3.Connection) -> tuple[bytes, _BlobStream | None]:
+            row = conn.execute(
+                "SELECT codec, size, data, digest FROM blobs WHERE id = ?", (blob_id,)
+            ).fetchone()
+            if row is None:
+                raise StoreError(StoreErrorCode.NONEXISTENT, f"no blob {blob_id}")
+            codec, size, data, digest = row
+            if not codec & CHUNKED:  # at most LARGE_BLOB octets (or stored before pieces)
+                return decode_blob(codec, data), None
+            stream = _BlobStream(blob_id, digest, codec, size)
+            return stream.next(conn, piece), stream
+
+        whole, stream = await self._read(first)
+        if stream is None:
+            if len(whole) <= piece:
+                if whole:
+                    yield whole
+                return
+            view = memoryview(whole)
+            for start in range(0, len(whole), piece):
+                yield bytes(view[start : start + piece])
+            return
+        if whole:
+            yield whole
+        del whole
+        while stream.left:
+            yield await self._read(lambda conn: stream.next(conn, piece))
 
     async def deliver(self, request: DeliveryRequest) -> DeliveryOutcome:
         if not request.targets:
@@ -1722,6 +1753,61 @@ class _Pieces:
         out = self._piece if size < 0 else self._piece[:size]
         self._piece = self._piece[len(out) :]
         return bytes(out)
+
+
+class _BlobStream:
+    """One chunked blob read piece by piece, each piece in a read job (and a read transaction)
+    of its own, the zstd decompressor's state kept between them. Every row is read with the
+    blob's digest: a blob removed meanwhile (its id may then be given to another) ends the
+    stream with NONEXISTENT instead of going on with someone else's octets."""
+
+    def __init__(self, blob_id: int, digest: bytes, codec: int, size: int) -> None:
+        self._blob_id = blob_id
+        self._digest = digest
+        self._conn: sqlite3.Connection | None = None  # the connection of the job under way
+        self._seq = 0
+        self._row = memoryview(b"")
+        self.left = size  # octets of content not yet handed out
+        self._reader: Any = None
+        if codec == CODEC_ZSTD | CHUNKED:
+            # stream_reader calls read() only; its output is bounded by what we ask for
+            self._reader = zstandard.ZstdDecompressor().stream_reader(
+                cast(BinaryIO, self), read_size=_CHUNK, closefd=False
+            )
+        elif codec != CODEC_RAW | CHUNKED:
+            raise StoreError(StoreErrorCode.UNAVAILABLE, f"unknown blob codec {codec}")
+
+    def read(self, size: int = -1) -> bytes:
+        """The stored octets, row after row (the decompressor's source)."""
+        if not self._row:
+            assert self._conn is not None
+            row = self._conn.execute(
+                "SELECT c.data FROM blob_chunks c JOIN blobs b ON b.id = c.blob_id"
+                " WHERE c.blob_id = ? AND c.seq = ? AND b.digest = ?",
+                (self._blob_id, self._seq, self._digest),
+            ).fetchone()
+            if row is None:
+                return b""
+            self._seq += 1
+            self._row = memoryview(row[0])
+        out = self._row if size < 0 else self._row[:size]
+        self._row = self._row[len(out) :]
+        return bytes(out)
+
+    def next(self, conn: sqlite3.Connection, piece: int) -> bytes:
+        """The next at most ``piece`` octets of content (not empty while ``left``)."""
+        self._conn = conn
+        try:
+            want = min(piece, self.left)
+            out: bytes = self.read(want) if self._reader is None else self._reader.read(want)
+        except zstandard.ZstdError as exc:  # a row missing in the middle of the frame
+            raise StoreError(StoreErrorCode.NONEXISTENT, "blob removed while read") from exc
+        finally:
+            self._conn = None
+        if not out:
+            raise StoreError(StoreErrorCode.NONEXISTENT, "blob removed while read")
+        self.left -= len(out)
+        return out
 
 
 def read_blob_row(
