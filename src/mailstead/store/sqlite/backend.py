@@ -93,8 +93,15 @@ _MAILBOX_COLUMNS = (
     " AND s.name = mailboxes.name), messages, unseen, size, deleted, first_recent_uid"
 )
 SEEN = "\\Seen"
-# blobs.indexed: 0 waits for the full-text indexer, 1 indexed, QUEUE_ONLY held by the queue alone
+# blobs.indexed: 0 waits for the full-text indexer, 1 indexed, QUEUE_ONLY held by the queue alone,
+# SEARCH_READS too much text to index (SEARCH reads the message, as one not indexed yet)
 QUEUE_ONLY = 2
+SEARCH_READS = 3
+# Full-text indexing runs in the one writer thread, where every delivery waits its turn: FTS5
+# trigram indexing costs about a second per MiB of text, so one message's text and one write
+# job's are bounded (an attacker's 12 MiB of words held every delivery for 40 s).
+MAX_INDEXED_TEXT = 1 << 20  # characters of one message (headers and body columns together)
+INDEX_WRITE_TEXT = 1 << 20  # characters indexed by one write job
 _MAILBOX_ROWS_KEPT = 10_000  # get_mailbox's cache: cleared when it reaches this many rows
 DELETED = "\\Deleted"
 _DKIM_COLUMNS = (
@@ -1148,25 +1155,50 @@ class SQLiteStore:
         loop = asyncio.get_running_loop()
         texts, failed = await loop.run_in_executor(self._readers, extract, rows)
 
-        def job(conn: sqlite3.Connection) -> None:
-            for blob_id, text in texts:
-                marked = conn.execute(
-                    "UPDATE blobs SET indexed = 1 WHERE id = ? AND indexed = 0", (blob_id,)
-                )
-                if marked.rowcount:  # not deleted (or indexed) meanwhile
-                    conn.execute(
-                        "INSERT INTO search_text(rowid, headers, body, subject, from_addr,"
-                        " to_addr, cc, bcc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (blob_id, text.headers, text.body, *text.fields),
+        def job(
+            batch: list[tuple[int, Searchable]], too_large: list[int], failed: list[tuple[int, int]]
+        ) -> Callable[[sqlite3.Connection], None]:
+            def run(conn: sqlite3.Connection) -> None:
+                for blob_id, text in batch:
+                    marked = conn.execute(
+                        "UPDATE blobs SET indexed = 1 WHERE id = ? AND indexed = 0", (blob_id,)
                     )
-            for blob_id, retry_at in failed:
-                conn.execute(
-                    "UPDATE blobs SET index_failures = index_failures + 1, index_retry_at = ?"
-                    " WHERE id = ? AND indexed = 0",
-                    (retry_at, blob_id),
-                )
+                    if marked.rowcount:  # not deleted (or indexed) meanwhile
+                        conn.execute(
+                            "INSERT INTO search_text(rowid, headers, body, subject, from_addr,"
+                            " to_addr, cc, bcc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (blob_id, text.headers, text.body, *text.fields),
+                        )
+                for blob_id in too_large:
+                    conn.execute(
+                        f"UPDATE blobs SET indexed = {SEARCH_READS} WHERE id = ? AND indexed = 0",
+                        (blob_id,),
+                    )
+                for blob_id, retry_at in failed:
+                    conn.execute(
+                        "UPDATE blobs SET index_failures = index_failures + 1, index_retry_at = ?"
+                        " WHERE id = ? AND indexed = 0",
+                        (retry_at, blob_id),
+                    )
 
-        await self._write(job)
+            return run
+
+        # one write job per INDEX_WRITE_TEXT characters, so deliveries queued meanwhile go first
+        too_large = [blob_id for blob_id, text in texts if _text_size(text) > MAX_INDEXED_TEXT]
+        if too_large:
+            log.info("store.index_skipped", extra={"fields": {"blobs": too_large,
+                     "reason": "too much text: SEARCH reads the message"}})  # fmt: skip
+        batch: list[tuple[int, Searchable]] = []
+        size = 0
+        for blob_id, text in texts:
+            if _text_size(text) > MAX_INDEXED_TEXT:
+                continue
+            if batch and size + _text_size(text) > INDEX_WRITE_TEXT:
+                await self._write(job(batch, [], []))
+                batch, size = [], 0
+            batch.append((blob_id, text))
+            size += _text_size(text)
+        await self._write(job(batch, too_large, failed))
         return len(rows)
 
     async def text_candidates(
@@ -1193,7 +1225,8 @@ class SQLiteStore:
             unindexed = {
                 row[0]
                 for row in conn.execute(
-                    "SELECT m.uid FROM (SELECT id FROM blobs WHERE indexed = 0) b"
+                    "SELECT m.uid FROM (SELECT id FROM blobs WHERE indexed = 0 UNION ALL"
+                    f" SELECT id FROM blobs WHERE indexed = {SEARCH_READS}) b"
                     " CROSS JOIN messages m ON m.blob_id = b.id WHERE m.mailbox_id = ?",
                     (mailbox_id,),
                 )
@@ -1874,6 +1907,10 @@ def _insert_blob(
 
 def _searchable_text(raw: bytes) -> Searchable:
     return searchable(raw, parse_message(raw))
+
+
+def _text_size(text: Searchable) -> int:
+    return len(text.headers) + len(text.body) + sum(len(f) for f in text.fields)
 
 
 def decode_blob(codec: int, data: bytes) -> bytes:

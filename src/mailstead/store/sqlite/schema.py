@@ -233,6 +233,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE blobs ADD COLUMN index_failures INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE blobs ADD COLUMN index_retry_at INTEGER NOT NULL DEFAULT 0;
     """,
+    # 13: blobs.indexed = 3 marks a message with too much text to index (SEARCH reads it)
+    """
+    CREATE INDEX blobs_search_reads ON blobs(id) WHERE indexed = 3;
+    """,
 )
 
 
