@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailstead.message.headers import skip_cfws
+
 __all__ = ["AuthorError", "Mailbox", "parse_mailbox_list"]
 
 # RFC 5322 §3.2.3 atext, plus every octet >= 0x80 (RFC 6532 §3.2: UTF-8 in atoms)
@@ -48,25 +50,10 @@ _Token = tuple[str, bytes]
 
 def _skip_cfws(value: bytes, pos: int) -> int:
     """Past whitespace and (nested) comments; AuthorError for an unclosed comment."""
-    depth = 0
-    while pos < len(value):
-        c = value[pos]
-        if depth:
-            if c == 0x5C:  # quoted-pair
-                pos += 2
-                continue
-            if c == 0x28:
-                depth += 1
-            elif c == 0x29:
-                depth -= 1
-        elif c == 0x28:
-            depth = 1
-        elif c not in b" \t\r\n":
-            return pos
-        pos += 1
-    if depth:
+    end = skip_cfws(value, pos)
+    if end is None:
         raise AuthorError("unclosed comment")
-    return pos
+    return end
 
 
 def _tokens(value: bytes) -> list[_Token]:

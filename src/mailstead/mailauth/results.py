@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mailstead.message.headers import parse_header_fields
+from mailstead.message.headers import parse_header_fields, skip_cfws
 
 __all__ = [
     "FIELD_NAME",
@@ -190,27 +190,6 @@ def format_authentication_results(
 # -- reading the authserv-id of a field --------------------------------------------------------
 
 
-def _skip_cfws(value: bytes, pos: int) -> int | None:
-    """Past whitespace, line breaks and (nested) comments; None for an unclosed comment."""
-    depth = 0
-    while pos < len(value):
-        c = value[pos]
-        if depth:
-            if c == 0x5C:  # quoted-pair
-                pos += 2
-                continue
-            if c == 0x28:
-                depth += 1
-            elif c == 0x29:
-                depth -= 1
-        elif c == 0x28:
-            depth = 1
-        elif c not in b" \t\r\n":
-            return pos
-        pos += 1
-    return None if depth else pos
-
-
 _TOKEN_BYTES = frozenset(
     b"!#$%&'*+-.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ^_`abcdefghijklmnopqrstuvwxyz{|}~"
 )
@@ -219,7 +198,7 @@ _TOKEN_BYTES = frozenset(
 def parse_authserv_id(value: bytes) -> str | None:
     """The authserv-id that starts an Authentication-Results value (after CFWS), as text;
     None when there is none. Octets beyond ASCII are kept (UTF-8 ids, RFC 8601 §2.5)."""
-    pos = _skip_cfws(value, 0)
+    pos = skip_cfws(value, 0)
     if pos is None or pos >= len(value):
         return None
     if value[pos] == 0x22:  # quoted-string

@@ -28,6 +28,7 @@ __all__ = [
     "get_all",
     "get_header",
     "parse_header_fields",
+    "skip_cfws",
     "split_header_body",
     "storable",
     "unfold",
@@ -279,3 +280,25 @@ def decode_header_value(value: bytes) -> str:
     if pos < len(data):
         out.append(_text(data[pos:]))
     return "".join(out)
+
+
+def skip_cfws(value: bytes, pos: int) -> int | None:
+    """Past whitespace, line breaks and (nested) comments (RFC 5322 §3.2.2 CFWS) from ``pos``;
+    None for an unclosed comment."""
+    depth = 0
+    while pos < len(value):
+        c = value[pos]
+        if depth:
+            if c == 0x5C:  # quoted-pair
+                pos += 2
+                continue
+            if c == 0x28:
+                depth += 1
+            elif c == 0x29:
+                depth -= 1
+        elif c == 0x28:
+            depth = 1
+        elif c not in b" \t\r\n":
+            return pos
+        pos += 1
+    return None if depth else pos
