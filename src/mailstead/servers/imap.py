@@ -85,16 +85,12 @@ class IMAPConnection(StreamSession):
         super().connection_made(transport)
         self.client_key = client_key(self.peer_ip)
         self.state.connections.add(self, self.client_key)
-        if self.implicit_tls:
-            # counted at accept, before the handshake: over a limit the connection is closed
-            # at once (no reply can go out before TLS), so idle clients cannot hold descriptors
+        if self.implicit_tls:  # counted at accept, before the handshake
             limits = self.state.limits
-            if self.state.connections.refused(
+            if self.state.connections.turned_away(
                 self, max_connections=limits.max_connections,
                 max_per_client=limits.max_connections_per_ip,
-            ) is not None:  # fmt: skip
-                self.state.connections.remove(self)
-                self.transport.abort()
+            ):  # fmt: skip
                 return
             self.begin_tls(self.state.tls_context)
         self._task = asyncio.get_running_loop().create_task(self._run())

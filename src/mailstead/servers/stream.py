@@ -351,6 +351,18 @@ class Connections(Generic[S]):
         self._per_client[key] = self._per_client.get(key, 0) + 1
         self._idle.clear()
 
+    def turned_away(self, connection: S, *, max_connections: int, max_per_client: int) -> bool:
+        """For an implicit-TLS connection just added: when it is over a limit, uncount and
+        abort it and return True. No reply can go out before TLS, so it is closed at once
+        (before its handshake), and idle clients cannot hold descriptors."""
+        limits = {"max_connections": max_connections, "max_per_client": max_per_client}
+        if self.refused(connection, **limits) is None:
+            return False
+        self.remove(connection)
+        if connection.transport is not None:
+            connection.transport.abort()
+        return True
+
     def remove(self, connection: S) -> None:
         key = self._open.pop(connection, None)
         if key is None:
