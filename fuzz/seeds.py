@@ -179,8 +179,11 @@ HEADERS = [
     (2, b'Friends: joe@x.example, "J D" <jd@x.example>;, after@x.example'),
     (2, b"a@example.org (comment (nested)) <@route.example:b@example.org>, =?utf-8?q?x?= <c@d>"),
     (2, b'"quoted \\" local"@example.org, <>, @, a@[192.0.2.1]'),
-    (3, b"xn--caf-dma.example."),
-    (3, '"a@b"@bücher.example'.encode()),
+    (3, b'"J D" <jd@x.example>, Friends: a@x.example, b@y.example;'),
+    (3, b"a@example.test <b@example.test>"),  # the strict From parser refuses this
+    (3, b' "mx.example.org." (comment); spf=pass smtp.mailfrom=a@b'),
+    (4, b"xn--caf-dma.example."),
+    (4, '"a@b"@bücher.example'.encode()),
 ]
 
 

@@ -4,7 +4,9 @@ Input: one octet choosing what to exercise, then the bytes. Properties: header f
 order, within the input, and end where the next begins; ``decode_header_value`` returns a str
 for any bytes (RFC 2047 words with any charset name); ``parse_address_list`` never raises and
 local parts, domains and routes hold no LF; the envelope is built from any fields; domain
-normalisation raises only `AddressError`.
+normalisation raises only `AddressError`; the strict From parser (DMARC, submission) raises
+only `AuthorError` and gives non-empty domains without line breaks; the authserv-id reader of
+Authentication-Results never raises.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import contextlib
 from fuzz.harness import instrument, run
 
 with instrument(__name__ == "__main__"):
+    from mailstead.mailauth.author import AuthorError, parse_mailbox_list
+    from mailstead.mailauth.results import parse_authserv_id
     from mailstead.message import (
         AddressError,
         decode_header_value,
@@ -28,7 +32,7 @@ with instrument(__name__ == "__main__"):
 def check(data: bytes) -> None:
     if not data:
         return
-    which, raw = data[0] % 4, data[1:]
+    which, raw = data[0] % 5, data[1:]
     if which == 0:
         fields = parse_header_fields(raw)
         end = split_header_body(raw)
@@ -52,6 +56,12 @@ def check(data: bytes) -> None:
                 # LF never survives (folding); a bare CR inside quotes does, as in Dovecot
                 assert part is None or "\n" not in part, a
         dovecot_value(raw)
+    elif which == 3:
+        with contextlib.suppress(AuthorError):
+            for mailbox in parse_mailbox_list(raw):
+                assert mailbox.domain and "\n" not in mailbox.addr_spec, mailbox
+        found = parse_authserv_id(raw)
+        assert found is None or isinstance(found, str)
     else:
         text = raw.decode("utf-8", "replace")
         with contextlib.suppress(AddressError):
