@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from mailstead.servers.smtp import INLINE_PARSE_LIMIT
 from mailstead.store.sqlite.backend import decode_blob
 from mailstead.testing.replies import ReplyReader
 from mailstead.testing.server import RunningServer
@@ -125,3 +126,14 @@ def test_hop_limit_holds_for_bdat(mail_server):
             b"554 5.4.6 Too many hops (51 Received fields, at most 50): mail loop"
         )
     assert not stored(server, mark)
+
+
+def test_hop_limit_holds_for_a_message_read_off_the_event_loop(mail_server):
+    """Past INLINE_PARSE_LIMIT the header is read in a worker thread: same refusal."""
+    server = mail_server()
+    padding = ("X-Pad: " + "x" * 70 + "\r\n") * (INLINE_PARSE_LIMIT // 78 + 10)
+    raw = loop_message("big", 51, padding)
+    assert len(raw) > INLINE_PARSE_LIMIT
+    assert send(server, raw) == (
+        554, b"5.4.6 Too many hops (51 Received fields, at most 50): mail loop"
+    )

@@ -116,6 +116,8 @@ _SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down")
 _TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections, try again later")
 _TIMEOUT = Reply(421, "4.4.2", "Timeout, closing connection")
 _SESSION_TIMEOUT = Reply(421, "4.4.2", "Session timeout, closing connection")
+# Messages longer than this have their header read for loops in a worker thread.
+INLINE_PARSE_LIMIT = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -841,7 +843,10 @@ class SMTPSession(StreamSession):
         content = tx.spool.getvalue()
         spooled = content  # the content as received: the final message is read again after it
         verdict: inbound.InboundVerdict | None = None
-        looping = self._loop_refusal(tx, content)
+        if len(content) > INLINE_PARSE_LIMIT:  # a header this long is parsed off the event loop
+            looping = await asyncio.to_thread(self._loop_refusal, tx, content)
+        else:
+            looping = self._loop_refusal(tx, content)
         if looping is not None:
             core.reply(looping)
             self._log_transaction(tx, helo, queue_id, len(content), looping, started)
